@@ -1,0 +1,128 @@
+//! Invariant checks for tests (`Rga::assert_invariants`): every structure agrees with the others
+//! and the document order is the one the RGA rules define.
+
+use crate::log::Kind;
+use crate::replica::Rga;
+use crate::tree::NONE;
+
+impl Rga {
+    /// Panics with a description if any internal invariant is broken. Costs O(n log n); meant for
+    /// tests, which call it after every operation.
+    #[doc(hidden)]
+    pub fn assert_invariants(&self) {
+        self.tree.check();
+        let n = self.content.len();
+        assert_eq!(
+            self.tree.total_len() as usize,
+            n,
+            "every inserted char is in the tree once"
+        );
+        let mut seen = vec![false; n];
+        for s in self.tree.spans() {
+            let run = &self.runs[s.run as usize];
+            assert!(
+                s.lv >= run.lv && s.end() <= run.lv + run.len,
+                "span inside its run"
+            );
+            for lv in s.lv..s.end() {
+                assert!(!seen[lv as usize], "lv {lv} twice in the tree");
+                seen[lv as usize] = true;
+            }
+        }
+        // Runs tile the lvs in order.
+        let mut lv = 0;
+        for r in &self.runs {
+            assert_eq!(r.lv, lv, "runs tile the lvs");
+            assert!(r.len > 0);
+            assert!(
+                r.parent == NONE || r.parent < r.lv,
+                "a run's parent came first"
+            );
+            lv += r.len;
+        }
+        assert_eq!(lv as usize, n);
+        // Tombstones are exactly the targets of deletes.
+        let mut targeted = vec![false; n];
+        for d in &self.deletes {
+            for t in &self.del_targets[d.first as usize..(d.first + d.count) as usize] {
+                targeted[t.start as usize..t.end() as usize].fill(true);
+            }
+        }
+        for s in self.tree.spans() {
+            for lv in s.lv..s.end() {
+                assert_eq!(
+                    s.deleted(),
+                    targeted[lv as usize],
+                    "tombstone flag of lv {lv}"
+                );
+            }
+        }
+        // Each site's entries cover 1..next_seq without gaps, with rising precedence.
+        let mut total = 0u64;
+        for a in &self.agents {
+            let mut next = 1;
+            let mut last = None;
+            for e in &a.entries {
+                assert_eq!(e.seq, next, "site {} entries contiguous", a.sid);
+                next = e.end();
+                let first = self
+                    .op_s4(self.sites[&a.sid], e.seq)
+                    .expect("entry resolves");
+                assert!(
+                    last < Some((first.ssn, first.sum)),
+                    "site {} precedence rises",
+                    a.sid
+                );
+                let lastop = self
+                    .op_s4(self.sites[&a.sid], e.end() - 1)
+                    .expect("entry resolves");
+                last = Some((lastop.ssn, lastop.sum));
+                if let Kind::Insert(r) = e.kind {
+                    assert_eq!(self.runs[r as usize].len, e.len);
+                }
+            }
+            assert_eq!(next, a.next_seq, "site {} next_seq", a.sid);
+            assert_eq!(last, a.last, "site {} last precedence", a.sid);
+            total += a.next_seq - 1;
+        }
+        assert_eq!(total, self.clock_total, "clock total");
+        self.assert_rga_order();
+    }
+
+    /// The document order must be the preorder of the insertion tree (each char a child of its
+    /// reference) with siblings in descending precedence.
+    fn assert_rga_order(&self) {
+        let n = self.content.len();
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); n + 1];
+        for (r, run) in self.runs.iter().enumerate() {
+            for lv in run.lv..run.lv + run.len {
+                let parent = self.parent_of(r as u32, lv);
+                let slot = if parent == NONE { n } else { parent as usize };
+                children[slot].push(lv);
+            }
+        }
+        for c in &mut children {
+            c.sort_by_key(|&lv| std::cmp::Reverse(self.char_prec(self.run_of(lv), lv)));
+        }
+        let mut expected = Vec::with_capacity(n);
+        let mut stack: Vec<u32> = children[n].iter().rev().copied().collect();
+        while let Some(lv) = stack.pop() {
+            expected.push(lv);
+            stack.extend(children[lv as usize].iter().rev());
+        }
+        let actual: Vec<u32> = self.tree.spans().flat_map(|s| s.lv..s.end()).collect();
+        assert_eq!(
+            actual, expected,
+            "document order is the RGA tree's preorder"
+        );
+        for (r, run) in self.runs.iter().enumerate() {
+            if run.parent != NONE {
+                let p = self.char_prec(self.run_of(run.parent), run.parent);
+                assert!(
+                    p < self.char_prec(r as u32, run.lv),
+                    "a char exceeds its reference"
+                );
+            }
+        }
+    }
+}

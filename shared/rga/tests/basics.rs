@@ -1,0 +1,357 @@
+//! Direct tests of local edits, remote application, duplicates and the waiting buffer.
+
+use rga::{
+    Change, EditError, IdRange, Op, OpError, Rga, S4Vector, SiteId, Splice, Status, VersionVector,
+};
+
+const A: SiteId = SiteId(1);
+const B: SiteId = SiteId(2);
+
+fn s4(sum: u64, sid: SiteId, seq: u64) -> S4Vector {
+    S4Vector {
+        ssn: 1,
+        sum,
+        sid,
+        seq,
+    }
+}
+
+#[test]
+fn local_edits_by_index_produce_the_expected_text() {
+    let mut d = Rga::new();
+    d.insert(A, 0, "hello world").unwrap();
+    d.delete(A, 5, 6).unwrap();
+    d.insert(A, 0, "¡").unwrap();
+    d.replace(A, 1, 1, "H").unwrap();
+    d.update(A, 5, 'O').unwrap();
+    d.assert_invariants();
+    assert_eq!(d.text(), "¡HellO");
+    assert_eq!(d.len(), 6);
+    assert_eq!(
+        d.insert(A, 7, "x"),
+        Err(EditError::IndexOutOfBounds { index: 7, len: 6 })
+    );
+    assert_eq!(
+        d.delete(A, 4, 3),
+        Err(EditError::RangeOutOfBounds {
+            index: 4,
+            delete: 3,
+            len: 6
+        })
+    );
+    assert_eq!(d.text(), "¡HellO", "refused edits change nothing");
+}
+
+#[test]
+fn consecutive_typing_is_one_run_and_one_operation() {
+    let mut d = Rga::new();
+    for (i, c) in "typing".chars().enumerate() {
+        d.insert(A, i, &c.to_string()).unwrap();
+    }
+    let ops = d.ops_since(&VersionVector::new());
+    assert_eq!(
+        ops,
+        vec![Op::Insert {
+            id: s4(1, A, 1),
+            after: None,
+            text: "typing".into()
+        }]
+    );
+}
+
+#[test]
+fn ops_arriving_before_their_causes_wait_and_apply_when_the_causes_come() {
+    let mut a = Rga::new();
+    a.insert(A, 0, "ab").unwrap();
+    a.insert(A, 1, "X").unwrap(); // aXb
+    a.delete(A, 0, 1).unwrap(); // Xb
+    let ops = a.ops_since(&VersionVector::new());
+    assert_eq!(ops.len(), 3);
+    let mut b = Rga::new();
+    assert_eq!(b.apply(ops[2].clone()).unwrap().status, Status::Pending);
+    assert_eq!(b.apply(ops[1].clone()).unwrap().status, Status::Pending);
+    assert_eq!(b.pending_len(), 2);
+    let done = b.apply(ops[0].clone()).unwrap();
+    assert_eq!(done.status, Status::Applied);
+    assert_eq!(done.released, 2);
+    assert_eq!(b.text(), "Xb");
+    assert_eq!(b.pending_len(), 0);
+    let mut mirror = String::new();
+    for c in &done.changes {
+        match c {
+            Change::Insert { index, text } => mirror.insert_str(
+                mirror
+                    .char_indices()
+                    .nth(*index)
+                    .map_or(mirror.len(), |x| x.0),
+                text,
+            ),
+            Change::Delete { index, len } => {
+                mirror = mirror
+                    .chars()
+                    .take(*index)
+                    .chain(mirror.chars().skip(index + len))
+                    .collect();
+            }
+        }
+    }
+    assert_eq!(mirror, "Xb");
+}
+
+#[test]
+fn duplicates_are_no_ops_and_conflicting_reuse_of_an_id_is_refused() {
+    let mut a = Rga::new();
+    a.insert(A, 0, "abc").unwrap();
+    let op = a.ops_since(&VersionVector::new()).remove(0);
+    let mut b = Rga::new();
+    b.apply(op.clone()).unwrap();
+    assert_eq!(b.apply(op.clone()).unwrap().status, Status::Duplicate);
+    let forged = Op::Insert {
+        id: s4(1, A, 1),
+        after: None,
+        text: "abd".into(),
+    };
+    assert_eq!(
+        b.apply(forged),
+        Err(OpError::ConflictingDuplicate {
+            id: s4(1, A, 1).id()
+        })
+    );
+    // A run that extends a known one: only the suffix is new.
+    let longer = Op::Insert {
+        id: s4(1, A, 1),
+        after: None,
+        text: "abcde".into(),
+    };
+    assert_eq!(b.apply(longer).unwrap().status, Status::Applied);
+    assert_eq!(b.text(), "abcde");
+    b.assert_invariants();
+}
+
+#[test]
+fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
+    let mut d = Rga::new();
+    d.insert(A, 0, "ab").unwrap();
+    let a1 = s4(1, A, 1);
+    let cases = [
+        (
+            Op::Insert {
+                id: s4(1, B, 0),
+                after: None,
+                text: "x".into(),
+            },
+            "zero seq",
+        ),
+        (
+            Op::Insert {
+                id: s4(2, B, 3),
+                after: None,
+                text: "x".into(),
+            },
+            "seq > sum",
+        ),
+        (
+            Op::Insert {
+                id: S4Vector {
+                    ssn: 9,
+                    sum: 5,
+                    sid: B,
+                    seq: 1,
+                },
+                after: None,
+                text: "x".into(),
+            },
+            "unknown session",
+        ),
+        (
+            Op::Insert {
+                id: s4(1, SiteId(0), 1),
+                after: Some(a1),
+                text: "x".into(),
+            },
+            "not after reference",
+        ),
+        (
+            Op::Insert {
+                id: s4(5, B, 1),
+                after: Some(S4Vector { sum: 4, ..a1 }),
+                text: "x".into(),
+            },
+            "reference mismatch",
+        ),
+        (
+            Op::Insert {
+                id: s4(5, B, 1),
+                after: None,
+                text: String::new(),
+            },
+            "empty",
+        ),
+        (
+            Op::Delete {
+                id: s4(5, B, 1),
+                targets: vec![],
+            },
+            "no targets",
+        ),
+        (
+            Op::Delete {
+                id: s4(1, B, 1),
+                targets: vec![IdRange {
+                    sid: A,
+                    seq: 1,
+                    len: 2,
+                }],
+            },
+            "delete older than target",
+        ),
+        (
+            Op::Insert {
+                id: s4(u64::MAX, B, 1),
+                after: None,
+                text: "xy".into(),
+            },
+            "overflow",
+        ),
+    ];
+    for (op, why) in cases {
+        let before = d.encode();
+        let err = d.apply(op).expect_err(why);
+        assert_eq!(d.encode(), before, "{why}: state unchanged ({err})");
+    }
+    d.insert(A, 2, "c").unwrap(); // seq 3 is an insert
+    d.delete(A, 0, 1).unwrap(); // seq 4 is a delete
+    let not_char = Op::Delete {
+        id: s4(9, B, 1),
+        targets: vec![IdRange {
+            sid: A,
+            seq: 4,
+            len: 1,
+        }],
+    };
+    assert!(matches!(
+        d.apply(not_char),
+        Err(OpError::NotACharacter { .. })
+    ));
+    let mut small = Rga::new();
+    small.set_limits(rga::Limits {
+        max_pending: 1,
+        ..Default::default()
+    });
+    small
+        .apply(Op::Insert {
+            id: s4(3, B, 3),
+            after: None,
+            text: "x".into(),
+        })
+        .unwrap();
+    assert!(matches!(
+        small.apply(Op::Insert {
+            id: s4(5, A, 5),
+            after: None,
+            text: "y".into()
+        }),
+        Err(OpError::BufferFull { .. })
+    ));
+}
+
+#[test]
+fn a_site_whose_precedence_does_not_rise_is_refused() {
+    let mut d = Rga::new();
+    d.apply(Op::Insert {
+        id: s4(5, B, 1),
+        after: None,
+        text: "x".into(),
+    })
+    .unwrap();
+    let err = d
+        .apply(Op::Insert {
+            id: s4(5, B, 2),
+            after: None,
+            text: "y".into(),
+        })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        OpError::NotIncreasing {
+            id: s4(5, B, 2).id(),
+            site: B
+        }
+    );
+}
+
+#[test]
+fn an_edit_against_a_stale_version_lands_where_its_author_meant_it() {
+    let mut server = Rga::new();
+    server.insert(A, 0, "fn main() {}").unwrap();
+    let seen = server.version();
+    // Someone else edits first: the client's indexes no longer match the current text.
+    server.insert(B, 0, "// hi\n").unwrap();
+    server.delete(B, 6, 3).unwrap(); // "// hi\nmain() {}"
+    let client = SiteId(3);
+    let edit = server
+        .splice(
+            client,
+            Some(&seen),
+            &[Splice {
+                index: 11,
+                delete: 0,
+                insert: "\n    x();\n".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(server.text(), "// hi\nmain() {\n    x();\n}");
+    assert_eq!(server.text_at(&edit.version), "fn main() {\n    x();\n}");
+    assert_eq!(
+        edit.changes,
+        vec![Change::Insert {
+            index: 14,
+            text: "\n    x();\n".into()
+        }]
+    );
+    server.assert_invariants();
+    // A base this replica has not received is refused.
+    let future: VersionVector = [(SiteId(9), 1)].into_iter().collect();
+    assert_eq!(
+        server.splice(client, Some(&future), &[]).unwrap_err(),
+        EditError::NotReceived {
+            site: SiteId(9),
+            seq: 1
+        }
+    );
+}
+
+#[test]
+fn updates_take_the_highest_precedence_and_never_revive_a_tombstone() {
+    let mut a = Rga::new();
+    a.insert(A, 0, "abc").unwrap();
+    let base = a.version();
+    let mut b = Rga::new();
+    b.apply_all(a.ops_since(&VersionVector::new())).unwrap();
+    a.update(A, 1, 'X').unwrap();
+    b.update(B, 1, 'Y').unwrap();
+    b.delete(B, 2, 1).unwrap();
+    a.apply_all(b.ops_since(&base)).unwrap();
+    b.apply_all(a.ops_since(&base)).unwrap();
+    assert_eq!(a.text(), b.text());
+    // Equal sums: the higher site id wins.
+    assert_eq!(a.text(), "aY");
+    let mut c = Rga::new();
+    c.apply_all(a.ops_since(&VersionVector::new())).unwrap();
+    assert_eq!(c.text(), "aY");
+}
+
+#[test]
+fn cursor_anchors_follow_concurrent_edits() {
+    let mut d = Rga::new();
+    d.insert(A, 0, "hello").unwrap();
+    let anchor = d.id_at(3).unwrap();
+    d.insert(B, 0, ">> ").unwrap();
+    assert_eq!(d.index_of(anchor), Some(6));
+    d.delete(B, 5, 3).unwrap();
+    assert_eq!(
+        d.index_of(anchor),
+        Some(5),
+        "a deleted anchor maps to the next visible char"
+    );
+}
