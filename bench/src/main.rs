@@ -1,0 +1,41 @@
+//! `bench`: the workspace's benchmarks, as subcommands of one binary. `traces` compares the `rga`
+//! crate with peer CRDTs and a plain rope on real editing traces (see [`traces`]).
+//!
+//! Every allocation goes through [`alloc::CountingAlloc`], so cells can report their heap growth.
+
+mod alloc;
+mod impls;
+mod traces;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: alloc::CountingAlloc = alloc::CountingAlloc;
+
+/// Benchmarks of the collaborative-editing backend.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay the sequential editing traces in each text implementation: local edits, remote
+    /// updates, encode and decode; exits non-zero if any result differs from the trace's end.
+    Traces(traces::Args),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let all_matched = match Cli::parse().command {
+        Command::Traces(args) => traces::run(&args)?,
+    };
+    Ok(if all_matched {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,245 @@
+//! Configuration from the environment, with the seed's variable names. A missing or malformed
+//! value fails at start with a message naming the variable.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `DATABASE_URL` | PostgreSQL URL (or `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PSW`, `DB_NAME`) |
+//! | `AWS_REGION` | region of the SNS topic |
+//! | `SNS_TOPIC` | ARN of the topic shared by all replicas |
+//! | `REPLICA_ID` | this replica, 0 ..= 8191 |
+//! | `SSN_ID` | global session number of the RGA, ≥ 1 |
+//! | `AWS_ENDPOINT_URL` | optional endpoint override (moto locally) |
+//! | `MAX_BODY_BYTES`, `MAX_BATCH_OPS`, `MAX_DOCUMENT_CHARS` | request limits (413 above) |
+//! | `COMPACT_AFTER` | tail rows that trigger a snapshot |
+//! | `DB_POOL_SIZE` | connections per container |
+
+use std::str::FromStr;
+
+use crate::ids::ReplicaId;
+
+/// A variable that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {var}: {problem}")]
+pub struct ConfigError {
+    /// The variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Request and document limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most ops (or edits) in one request.
+    pub max_batch_ops: usize,
+    /// Longest document, in chars of visible text.
+    pub max_document_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_batch_ops: 1000,
+            max_document_chars: 1 << 21,
+        }
+    }
+}
+
+/// The configuration of one function container.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL connection settings.
+    pub database: tokio_postgres::Config,
+    /// Region of the SNS topic.
+    pub aws_region: String,
+    /// ARN of the shared SNS topic.
+    pub sns_topic: String,
+    /// This replica.
+    pub replica: ReplicaId,
+    /// Global session number for RGA ops.
+    pub ssn: u32,
+    /// Endpoint override for AWS clients (moto).
+    pub endpoint_url: Option<String>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Tail rows after which a snapshot is written.
+    pub compact_after: i64,
+    /// Connections per container.
+    pub pool_size: usize,
+}
+
+fn parse<T: FromStr>(var: &'static str, value: &str, what: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError {
+        var,
+        problem: format!("{value:?} is not {what}"),
+    })
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads the configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            get(var).ok_or(ConfigError {
+                var,
+                problem: "is not set".into(),
+            })
+        };
+        let database = match get("DATABASE_URL") {
+            Some(url) => tokio_postgres::Config::from_str(&url).map_err(|e| ConfigError {
+                var: "DATABASE_URL",
+                problem: format!("is not a PostgreSQL URL ({e})"),
+            })?,
+            None => {
+                let host = get("DB_HOST").ok_or(ConfigError {
+                    var: "DATABASE_URL",
+                    problem: "is not set (nor DB_HOST, DB_USER, DB_PSW, DB_NAME)".into(),
+                })?;
+                let mut c = tokio_postgres::Config::new();
+                c.host(&host)
+                    .user(&required("DB_USER")?)
+                    .dbname(&required("DB_NAME")?);
+                if let Some(p) = get("DB_PSW") {
+                    c.password(p);
+                }
+                if let Some(port) = get("DB_PORT") {
+                    c.port(parse("DB_PORT", &port, "a port number")?);
+                }
+                c
+            }
+        };
+        let replica: u16 = parse("REPLICA_ID", &required("REPLICA_ID")?, "an integer")?;
+        if replica > ReplicaId::MAX {
+            return Err(ConfigError {
+                var: "REPLICA_ID",
+                problem: format!("{replica} is above {}", ReplicaId::MAX),
+            });
+        }
+        let ssn: u32 = parse("SSN_ID", &required("SSN_ID")?, "a positive integer")?;
+        if ssn == 0 {
+            return Err(ConfigError {
+                var: "SSN_ID",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let sns_topic = required("SNS_TOPIC")?;
+        if !sns_topic.starts_with("arn:") {
+            return Err(ConfigError {
+                var: "SNS_TOPIC",
+                problem: format!("{sns_topic:?} is not a topic ARN"),
+            });
+        }
+        let mut limits = Limits::default();
+        if let Some(v) = get("MAX_BODY_BYTES") {
+            limits.max_body_bytes = parse("MAX_BODY_BYTES", &v, "a byte count")?;
+        }
+        if let Some(v) = get("MAX_BATCH_OPS") {
+            limits.max_batch_ops = parse("MAX_BATCH_OPS", &v, "a count")?;
+        }
+        if let Some(v) = get("MAX_DOCUMENT_CHARS") {
+            limits.max_document_chars = parse("MAX_DOCUMENT_CHARS", &v, "a count")?;
+        }
+        Ok(Config {
+            database,
+            aws_region: required("AWS_REGION")?,
+            sns_topic,
+            replica: ReplicaId(replica),
+            ssn,
+            endpoint_url: get("AWS_ENDPOINT_URL"),
+            limits,
+            compact_after: match get("COMPACT_AFTER") {
+                Some(v) => parse("COMPACT_AFTER", &v, "a count")?,
+                None => 2000,
+            },
+            pool_size: match get("DB_POOL_SIZE") {
+                Some(v) => parse("DB_POOL_SIZE", &v, "a count")?,
+                None => 4,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ),
+        ("AWS_REGION", "us-east-1"),
+        ("SNS_TOPIC", "arn:aws:sns:us-east-1:123456789012:collab"),
+        ("REPLICA_ID", "1"),
+        ("SSN_ID", "1"),
+    ];
+
+    #[test]
+    fn a_complete_environment_parses() {
+        let c = Config::from_lookup(env(GOOD)).unwrap();
+        assert_eq!(c.replica, ReplicaId(1));
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn a_bad_or_missing_variable_is_named() {
+        for (var, value) in [
+            ("REPLICA_ID", "x"),
+            ("REPLICA_ID", "9000"),
+            ("SSN_ID", "0"),
+            ("SNS_TOPIC", "collab"),
+            ("DATABASE_URL", "nope://"),
+        ] {
+            let mut pairs: Vec<(&str, &str)> =
+                GOOD.iter().filter(|(k, _)| *k != var).copied().collect();
+            pairs.push((var, value));
+            let err = Config::from_lookup(env(&pairs)).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+        let pairs: Vec<(&str, &str)> = GOOD
+            .iter()
+            .filter(|(k, _)| *k != "AWS_REGION")
+            .copied()
+            .collect();
+        assert_eq!(
+            Config::from_lookup(env(&pairs)).unwrap_err().var,
+            "AWS_REGION"
+        );
+    }
+
+    #[test]
+    fn db_parts_are_an_alternative_to_database_url() {
+        let mut pairs: Vec<(&str, &str)> = GOOD
+            .iter()
+            .filter(|(k, _)| *k != "DATABASE_URL")
+            .copied()
+            .collect();
+        pairs.extend([
+            ("DB_HOST", "db.internal"),
+            ("DB_USER", "app"),
+            ("DB_PSW", "s3cret"),
+            ("DB_NAME", "collab"),
+        ]);
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.database.get_dbname(), Some("collab"));
+        pairs.retain(|(k, _)| *k != "DB_NAME");
+        assert_eq!(Config::from_lookup(env(&pairs)).unwrap_err().var, "DB_NAME");
+    }
+}

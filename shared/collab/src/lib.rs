@@ -1,0 +1,26 @@
+//! Documents on PostgreSQL over the `rga` CRDT: the storage port and its PostgreSQL adapter, the
+//! use-cases (create, edit by ops or by index, catch up, integrate other replicas' ops, compact,
+//! sweep the outbox), the SNS publisher, configuration from the environment, and the messages
+//! replicas exchange. Function crates are thin layers over [`Service`].
+
+#![deny(missing_docs)]
+
+mod cache;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod message;
+pub mod model;
+pub mod pg;
+pub mod publisher;
+pub mod service;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
+
+pub use config::{Config, ConfigError, Limits};
+pub use error::AppError;
+pub use ids::{DocumentId, ReplicaId, UserId};
+pub use pg::PgDocumentStore;
+pub use publisher::{EventPublisher, SnsPublisher};
+pub use service::{Service, Settings};

@@ -1,0 +1,214 @@
+//! Queries on `documents`.
+
+use chrono::Utc;
+use tokio_postgres::Row;
+
+use super::PgDocumentStore;
+use crate::error::AppError;
+use crate::ids::{DocumentId, ReplicaId, UserId};
+use crate::message::Envelope;
+use crate::model::{Document, DocumentInfo, Role};
+use crate::store::{NewDocument, Plan};
+
+pub(super) const COLUMNS: &str = "d.id, d.title, d.owner_id, d.created_at, d.updated_at, d.deleted_at, d.origin_replica, d.title_stamp, d.title_replica";
+
+pub(super) fn document(row: &Row) -> Document {
+    Document {
+        id: DocumentId(row.get("id")),
+        title: row.get("title"),
+        owner_id: UserId(row.get("owner_id")),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        deleted_at: row.get("deleted_at"),
+        origin_replica: ReplicaId(row.get::<_, i32>("origin_replica") as u16),
+        title_stamp: (
+            row.get("title_stamp"),
+            ReplicaId(row.get::<_, i32>("title_replica") as u16),
+        ),
+    }
+}
+
+fn envelope_json(e: &Envelope) -> Result<serde_json::Value, AppError> {
+    serde_json::to_value(e).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+impl PgDocumentStore {
+    pub(crate) async fn create_document_impl(
+        &self,
+        doc: &NewDocument,
+        origin: ReplicaId,
+    ) -> Result<(Document, Option<i64>), AppError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let i = &doc.info;
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO documents AS d (id, title, owner_id, created_at, origin_replica, title_stamp, title_replica)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                ),
+                &[&i.id.0, &i.title, &i.owner_id.0, &i.created_at, &(i.origin_replica.0 as i32), &i.title_stamp, &(i.title_replica.0 as i32)],
+            )
+            .await?;
+        let plan = Plan {
+            ops: doc.ops.clone(),
+            outbox: doc.outbox.clone(),
+            ..Plan::default()
+        };
+        let appended = self.append_in_tx(&tx, i.id, origin, &plan).await?;
+        tx.commit().await?;
+        Ok((document(&row), appended.outbox_id))
+    }
+
+    pub(crate) async fn upsert_document_impl(
+        &self,
+        info: &DocumentInfo,
+    ) -> Result<Document, AppError> {
+        let client = self.pool.get().await?;
+        let deleted_at = info.deleted.then(Utc::now);
+        let row = client
+            .query_one(
+                &format!(
+                    "INSERT INTO documents AS d (id, title, owner_id, created_at, origin_replica, title_stamp, title_replica, deleted_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (id) DO UPDATE SET
+                       title = CASE WHEN (EXCLUDED.title_stamp, EXCLUDED.title_replica) > (d.title_stamp, d.title_replica)
+                                    THEN EXCLUDED.title ELSE d.title END,
+                       title_replica = CASE WHEN (EXCLUDED.title_stamp, EXCLUDED.title_replica) > (d.title_stamp, d.title_replica)
+                                    THEN EXCLUDED.title_replica ELSE d.title_replica END,
+                       title_stamp = GREATEST(d.title_stamp, EXCLUDED.title_stamp),
+                       deleted_at = COALESCE(d.deleted_at, EXCLUDED.deleted_at),
+                       updated_at = now()
+                     RETURNING {COLUMNS}"
+                ),
+                &[
+                    &info.id.0,
+                    &info.title,
+                    &info.owner_id.0,
+                    &info.created_at,
+                    &(info.origin_replica.0 as i32),
+                    &info.title_stamp,
+                    &(info.title_replica.0 as i32),
+                    &deleted_at,
+                ],
+            )
+            .await?;
+        Ok(document(&row))
+    }
+
+    pub(crate) async fn get_document_impl(
+        &self,
+        id: DocumentId,
+    ) -> Result<Option<Document>, AppError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM documents d WHERE d.id = $1"),
+                &[&id.0],
+            )
+            .await?;
+        Ok(row.as_ref().map(document))
+    }
+
+    pub(crate) async fn list_documents_impl(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(Document, Role)>, AppError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS}, CASE WHEN owner_id = $1 THEN 'owner' ELSE c.role END AS role
+                     FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $1
+                     WHERE d.deleted_at IS NULL AND (d.owner_id = $1 OR c.role IS NOT NULL)
+                     ORDER BY d.created_at DESC, d.id"
+                ),
+                &[&user.0],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((document(r), Role::parse(r.get("role"))?)))
+            .collect())
+    }
+
+    pub(crate) async fn access_impl(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+    ) -> Result<Option<(Document, Option<Role>)>, AppError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role
+                     FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
+                     WHERE d.id = $1"
+                ),
+                &[&id.0, &user.0],
+            )
+            .await?;
+        Ok(row.map(|r| {
+            (
+                document(&r),
+                r.get::<_, Option<&str>>("role").and_then(Role::parse),
+            )
+        }))
+    }
+
+    /// Runs `update` (which returns the document row) and records the broadcast, in one
+    /// transaction.
+    async fn update_with_outbox(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        outbox: &(dyn Fn(&Document) -> Envelope + Sync),
+    ) -> Result<Option<(Document, i64)>, AppError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx.query_opt(sql, params).await? else {
+            return Ok(None);
+        };
+        let doc = document(&row);
+        let payload = envelope_json(&outbox(&doc))?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id",
+                &[&doc.id.0, &payload],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok(Some((doc, id)))
+    }
+
+    pub(crate) async fn rename_document_impl(
+        &self,
+        id: DocumentId,
+        title: &str,
+        stamp: (i64, ReplicaId),
+        outbox: &(dyn Fn(&Document) -> Envelope + Sync),
+    ) -> Result<Option<(Document, i64)>, AppError> {
+        let sql = format!(
+            "UPDATE documents AS d SET title = $2, title_stamp = $3, title_replica = $4, updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        self.update_with_outbox(
+            &sql,
+            &[&id.0, &title, &stamp.0, &(stamp.1.0 as i32)],
+            outbox,
+        )
+        .await
+    }
+
+    pub(crate) async fn delete_document_impl(
+        &self,
+        id: DocumentId,
+        outbox: &(dyn Fn(&Document) -> Envelope + Sync),
+    ) -> Result<Option<(Document, i64)>, AppError> {
+        let sql = format!(
+            "UPDATE documents AS d SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        self.update_with_outbox(&sql, &[&id.0], outbox).await
+    }
+}

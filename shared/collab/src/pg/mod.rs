@@ -1,0 +1,241 @@
+//! The PostgreSQL adapter of [`DocumentStore`](crate::store::DocumentStore): one handle over a
+//! deadpool pool, queries grouped by area (`documents`, `ops`, `snapshots`, `sessions`,
+//! `outbox`), and the embedded migrations from `migrations/` (refinery).
+
+mod collaborators;
+mod documents;
+mod ops;
+mod outbox;
+mod sessions;
+mod snapshots;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::error::AppError;
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations");
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgDocumentStore {
+    pool: Pool,
+}
+
+/// An arbitrary key for the advisory lock that serializes migrations across containers.
+const MIGRATION_LOCK: i64 = 0x636f_6c6c_6162;
+
+impl PgDocumentStore {
+    /// A store over an existing pool.
+    pub fn new(pool: Pool) -> Self {
+        PgDocumentStore { pool }
+    }
+
+    /// A store with a new pool of `size` connections.
+    pub fn connect(config: &tokio_postgres::Config, size: usize) -> Result<Self, AppError> {
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|e| AppError::Internal(format!("building the connection pool: {e}")))?;
+        Ok(PgDocumentStore { pool })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Applies the migrations that have not run yet. Containers starting together take turns
+    /// through an advisory lock.
+    pub async fn migrate(&self) -> Result<(), AppError> {
+        let mut client = self.pool.get().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let result = embedded::migrations::runner()
+            .run_async(&mut **client)
+            .await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        result.map_err(|e| AppError::Internal(format!("migrations failed: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Converts an id component to PostgreSQL's `bigint`.
+fn to_i64(v: u64, what: &str) -> Result<i64, AppError> {
+    i64::try_from(v).map_err(|_| AppError::BadRequest(format!("{what} {v} is out of range")))
+}
+
+mod port {
+    //! The trait implementation: each method delegates to the query of its area.
+
+    use rga::{Op, SiteId, VersionVector};
+
+    use super::PgDocumentStore;
+    use crate::error::AppError;
+    use crate::ids::{DocumentId, ReplicaId, UserId};
+    use crate::message::Envelope;
+    use crate::model::{
+        Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session,
+        SnapshotMeta,
+    };
+    use crate::store::{Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
+
+    impl DocumentStore for PgDocumentStore {
+        async fn create_document(
+            &self,
+            doc: &NewDocument,
+            origin: ReplicaId,
+        ) -> Result<(Document, Option<i64>), AppError> {
+            self.create_document_impl(doc, origin).await
+        }
+        async fn upsert_document(&self, info: &DocumentInfo) -> Result<Document, AppError> {
+            self.upsert_document_impl(info).await
+        }
+        async fn get_document(&self, id: DocumentId) -> Result<Option<Document>, AppError> {
+            self.get_document_impl(id).await
+        }
+        async fn list_documents(&self, user: &UserId) -> Result<Vec<(Document, Role)>, AppError> {
+            self.list_documents_impl(user).await
+        }
+        async fn access(
+            &self,
+            id: DocumentId,
+            user: &UserId,
+        ) -> Result<Option<(Document, Option<Role>)>, AppError> {
+            self.access_impl(id, user).await
+        }
+        async fn collaborators(&self, id: DocumentId) -> Result<Vec<Collaborator>, AppError> {
+            self.collaborators_impl(id).await
+        }
+        async fn change_collaborator(
+            &self,
+            change: &CollaboratorChange,
+            outbox: Option<&Envelope>,
+        ) -> Result<(bool, Option<i64>), AppError> {
+            self.change_collaborator_impl(change, outbox).await
+        }
+        async fn rename_document(
+            &self,
+            id: DocumentId,
+            title: &str,
+            stamp: (i64, ReplicaId),
+            outbox: &(dyn Fn(&Document) -> Envelope + Sync),
+        ) -> Result<Option<(Document, i64)>, AppError> {
+            self.rename_document_impl(id, title, stamp, outbox).await
+        }
+        async fn delete_document(
+            &self,
+            id: DocumentId,
+            outbox: &(dyn Fn(&Document) -> Envelope + Sync),
+        ) -> Result<Option<(Document, i64)>, AppError> {
+            self.delete_document_impl(id, outbox).await
+        }
+        async fn load(&self, id: DocumentId) -> Result<Option<Loaded>, AppError> {
+            self.load_impl(id).await
+        }
+        async fn tail(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
+            self.tail_impl(id, from).await
+        }
+        async fn append<F>(
+            &self,
+            id: DocumentId,
+            known_pos: i64,
+            origin: ReplicaId,
+            plan: F,
+        ) -> Result<Appended, AppError>
+        where
+            F: FnOnce(Tail) -> Result<Plan, AppError> + Send,
+        {
+            self.append_impl(id, known_pos, origin, plan).await
+        }
+        async fn append_ops(
+            &self,
+            id: DocumentId,
+            ops: &[Op],
+            origin: ReplicaId,
+        ) -> Result<Appended, AppError> {
+            self.append_ops_impl(id, ops, origin).await
+        }
+        async fn ops_since(
+            &self,
+            id: DocumentId,
+            since: &VersionVector,
+            cursor: i64,
+            limit: usize,
+        ) -> Result<OpsPage, AppError> {
+            self.ops_since_impl(id, since, cursor, limit).await
+        }
+        async fn write_snapshot(
+            &self,
+            id: DocumentId,
+            state: &[u8],
+            text: &str,
+            version: &VersionVector,
+            log_pos: i64,
+        ) -> Result<Option<SnapshotMeta>, AppError> {
+            self.write_snapshot_impl(id, state, text, version, log_pos)
+                .await
+        }
+        async fn snapshot_pos(&self, id: DocumentId) -> Result<i64, AppError> {
+            self.snapshot_pos_impl(id).await
+        }
+        async fn snapshots(&self, id: DocumentId) -> Result<Vec<SnapshotMeta>, AppError> {
+            self.snapshots_impl(id).await
+        }
+        async fn snapshot_text(
+            &self,
+            id: DocumentId,
+            version: i32,
+        ) -> Result<Option<String>, AppError> {
+            self.snapshot_text_impl(id, version).await
+        }
+        async fn create_session(
+            &self,
+            id: DocumentId,
+            user: &UserId,
+            replica: ReplicaId,
+            outbox: &(dyn Fn(&Session) -> Envelope + Sync),
+        ) -> Result<(Session, i64), AppError> {
+            self.create_session_impl(id, user, replica, outbox).await
+        }
+        async fn insert_session(&self, session: &Session) -> Result<(), AppError> {
+            self.insert_session_impl(session).await
+        }
+        async fn session(&self, site: SiteId) -> Result<Option<Session>, AppError> {
+            self.session_impl(site).await
+        }
+        async fn claim_outbox(
+            &self,
+            min_age_secs: i64,
+            lease_secs: i64,
+            limit: i64,
+        ) -> Result<Vec<OutboxRow>, AppError> {
+            self.claim_outbox_impl(min_age_secs, lease_secs, limit)
+                .await
+        }
+        async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, AppError> {
+            self.outbox_row_impl(id).await
+        }
+        async fn outbox_done(&self, id: i64) -> Result<(), AppError> {
+            self.outbox_done_impl(id).await
+        }
+        async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), AppError> {
+            self.outbox_failed_impl(id, error).await
+        }
+        async fn outbox_len(&self) -> Result<i64, AppError> {
+            self.outbox_len_impl().await
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! Queries on `operations` and `waiting_ops`: the idempotent append, the tail, loading, catch-up.
+
+use futures_util::future::try_join;
+use rga::{CharId, IdRange, Op, S4Vector, SiteId, VersionVector};
+use tokio_postgres::{Row, Transaction};
+
+use super::{PgDocumentStore, documents, to_i64};
+use crate::error::AppError;
+use crate::ids::{DocumentId, ReplicaId};
+use crate::model::OpsPage;
+use crate::store::{Appended, Loaded, Plan, Tail};
+
+const OP_COLUMNS: &str =
+    "kind, ssn, sum, sid, seq, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets";
+
+/// The append: overlapping rows with identical content are duplicates (ignored), with other
+/// content conflicts (reported, and the caller rolls back); the rest get consecutive log
+/// positions; waiting ops and the outbox row are written in the same statement.
+const APPEND: &str = "
+WITH input AS (
+    SELECT * FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4[], $8::text[],
+                         $9::int4[], $10::int8[], $11::int8[], $12::int8[], $13::jsonb[])
+        WITH ORDINALITY AS t(ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, ord)
+),
+overlap AS (
+    SELECT i.ord,
+           (o.seq = i.seq AND o.len = i.len AND o.ssn = i.ssn AND o.sum = i.sum AND o.kind = i.kind
+            AND o.value IS NOT DISTINCT FROM i.value
+            AND o.ref_ssn IS NOT DISTINCT FROM i.ref_ssn AND o.ref_sum IS NOT DISTINCT FROM i.ref_sum
+            AND o.ref_sid IS NOT DISTINCT FROM i.ref_sid AND o.ref_seq IS NOT DISTINCT FROM i.ref_seq
+            AND o.targets IS NOT DISTINCT FROM i.targets) AS same
+    FROM input i
+    JOIN operations o ON o.document_id = $1 AND o.sid = i.sid AND o.seq < i.seq + i.len AND o.seq + o.len > i.seq
+),
+fresh AS (
+    SELECT i.*, row_number() OVER (ORDER BY i.ord) AS k
+    FROM input i WHERE NOT EXISTS (SELECT 1 FROM overlap v WHERE v.ord = i.ord)
+),
+bump AS (
+    UPDATE documents SET log_len = log_len + (SELECT count(*) FROM fresh), updated_at = now()
+    WHERE id = $1 RETURNING log_len
+),
+ins AS (
+    INSERT INTO operations (document_id, ssn, sum, sid, seq, value, kind, len, ref_ssn, ref_sum, ref_sid, ref_seq,
+                            targets, log_pos, origin_replica)
+    SELECT $1, f.ssn, f.sum, f.sid, f.seq, f.value, f.kind, f.len, f.ref_ssn, f.ref_sum, f.ref_sid, f.ref_seq,
+           f.targets, b.log_len - (SELECT count(*) FROM fresh) + f.k - 1, $14
+    FROM fresh f CROSS JOIN bump b
+    RETURNING 1
+),
+unwait AS (
+    DELETE FROM waiting_ops w USING unnest($15::int8[], $16::int8[]) AS r(sid, seq)
+    WHERE w.document_id = $1 AND w.sid = r.sid AND w.seq = r.seq
+    RETURNING 1
+),
+wait AS (
+    INSERT INTO waiting_ops (document_id, sid, seq, op)
+    SELECT $1, * FROM unnest($17::int8[], $18::int8[], $19::jsonb[])
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+out AS (
+    INSERT INTO outbox (document_id, payload) SELECT $1, $20::jsonb WHERE $20::jsonb IS NOT NULL RETURNING id
+)
+SELECT (SELECT log_len FROM bump) AS next_pos,
+       (SELECT count(*) FROM ins) AS inserted,
+       (SELECT count(*) FROM overlap WHERE same) AS duplicates,
+       ARRAY(SELECT ord FROM overlap WHERE NOT same ORDER BY ord) AS conflicts,
+       (SELECT id FROM out) AS outbox_id,
+       (SELECT count(*) FROM unwait) + (SELECT count(*) FROM wait) AS waiting_changed";
+
+/// The operations at or after `$2` and the waiting ops: src 1 rows are log entries, src 2
+/// waiting ops.
+const TAIL: &str = "
+SELECT 1 AS src, log_pos, kind, ssn, sum, sid, seq, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, NULL::jsonb AS waiting
+FROM operations WHERE document_id = $1 AND log_pos >= $2
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, op
+FROM waiting_ops WHERE document_id = $1
+ORDER BY 1, 2";
+
+/// Like `TAIL` from the latest snapshot's position, with a first row (src 0) holding it.
+const LOAD_TAIL: &str = "
+WITH snap AS (
+    SELECT COALESCE((SELECT log_pos FROM document_snapshots WHERE document_id = $1 ORDER BY version DESC LIMIT 1), 0) AS pos
+)
+SELECT 0 AS src, (SELECT pos FROM snap) AS log_pos, NULL::text AS kind, NULL::int4 AS ssn, NULL::int8 AS sum,
+       NULL::int8 AS sid, NULL::int8 AS seq, NULL::int4 AS len, NULL::text AS value, NULL::int4 AS ref_ssn,
+       NULL::int8 AS ref_sum, NULL::int8 AS ref_sid, NULL::int8 AS ref_seq, NULL::jsonb AS targets, NULL::jsonb AS waiting
+UNION ALL
+SELECT 1, log_pos, kind, ssn, sum, sid, seq, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, NULL
+FROM operations WHERE document_id = $1 AND log_pos >= (SELECT pos FROM snap)
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, op
+FROM waiting_ops WHERE document_id = $1
+ORDER BY 1, 2";
+
+/// Column values of a batch of ops, in the order of `APPEND`'s parameters $2..$13.
+#[derive(Default)]
+struct Columns {
+    ssn: Vec<i32>,
+    sum: Vec<i64>,
+    sid: Vec<i64>,
+    seq: Vec<i64>,
+    kind: Vec<&'static str>,
+    len: Vec<i32>,
+    value: Vec<Option<String>>,
+    ref_ssn: Vec<Option<i32>>,
+    ref_sum: Vec<Option<i64>>,
+    ref_sid: Vec<Option<i64>>,
+    ref_seq: Vec<Option<i64>>,
+    targets: Vec<Option<serde_json::Value>>,
+}
+
+impl Columns {
+    fn push(&mut self, op: &Op) -> Result<(), AppError> {
+        let id = op.id();
+        self.ssn.push(id.ssn as i32);
+        self.sum.push(to_i64(id.sum, "sum")?);
+        self.sid.push(to_i64(id.sid.0, "site id")?);
+        self.seq.push(to_i64(id.seq, "seq")?);
+        let (kind, len, value, reference, targets) = match op {
+            Op::Insert { after, text, .. } => {
+                let len = text.chars().count();
+                (
+                    "insert",
+                    len,
+                    Some(text.clone()),
+                    after.map(|a| (Some(a.ssn), Some(a.sum), a.sid.0, a.seq)),
+                    None,
+                )
+            }
+            Op::Delete { targets, .. } => {
+                let json =
+                    serde_json::to_value(targets).map_err(|e| AppError::Internal(e.to_string()))?;
+                ("delete", 1, None, None, Some(json))
+            }
+            Op::Update { target, value, .. } => (
+                "update",
+                1,
+                Some(value.to_string()),
+                Some((None, None, target.sid.0, target.seq)),
+                None,
+            ),
+        };
+        self.kind.push(kind);
+        self.len
+            .push(i32::try_from(len).map_err(|_| AppError::TooLarge("operation too long".into()))?);
+        self.value.push(value);
+        match reference {
+            Some((ssn, sum, sid, seq)) => {
+                self.ref_ssn.push(ssn.map(|s| s as i32));
+                self.ref_sum
+                    .push(sum.map(|s| to_i64(s, "sum")).transpose()?);
+                self.ref_sid.push(Some(to_i64(sid, "site id")?));
+                self.ref_seq.push(Some(to_i64(seq, "seq")?));
+            }
+            None => {
+                self.ref_ssn.push(None);
+                self.ref_sum.push(None);
+                self.ref_sid.push(None);
+                self.ref_seq.push(None);
+            }
+        }
+        self.targets.push(targets);
+        Ok(())
+    }
+}
+
+fn bad_row(what: &str) -> AppError {
+    AppError::Internal(format!("stored operation is malformed: {what}"))
+}
+
+/// Rebuilds an op from a row with `OP_COLUMNS`.
+fn op_from_row(row: &Row) -> Result<Op, AppError> {
+    let s4 = |ssn: i32, sum: i64, sid: i64, seq: i64| S4Vector {
+        ssn: ssn as u32,
+        sum: sum as u64,
+        sid: SiteId(sid as u64),
+        seq: seq as u64,
+    };
+    let id = s4(
+        row.get("ssn"),
+        row.get("sum"),
+        row.get("sid"),
+        row.get("seq"),
+    );
+    let kind: &str = row.get("kind");
+    Ok(match kind {
+        "insert" => {
+            let after = match (
+                row.get::<_, Option<i32>>("ref_ssn"),
+                row.get::<_, Option<i64>>("ref_sum"),
+                row.get::<_, Option<i64>>("ref_sid"),
+                row.get::<_, Option<i64>>("ref_seq"),
+            ) {
+                (Some(a), Some(b), Some(c), Some(d)) => Some(s4(a, b, c, d)),
+                (None, None, None, None) => None,
+                _ => return Err(bad_row("partial reference")),
+            };
+            Op::Insert {
+                id,
+                after,
+                text: row
+                    .get::<_, Option<String>>("value")
+                    .ok_or_else(|| bad_row("insert without text"))?,
+            }
+        }
+        "delete" => {
+            let json: serde_json::Value = row
+                .get::<_, Option<serde_json::Value>>("targets")
+                .ok_or_else(|| bad_row("delete without targets"))?;
+            let targets: Vec<IdRange> =
+                serde_json::from_value(json).map_err(|e| bad_row(&e.to_string()))?;
+            Op::Delete { id, targets }
+        }
+        "update" => {
+            let value: String = row
+                .get::<_, Option<String>>("value")
+                .ok_or_else(|| bad_row("update without value"))?;
+            let mut chars = value.chars();
+            let (Some(c), None) = (chars.next(), chars.next()) else {
+                return Err(bad_row("update value is not one char"));
+            };
+            let (Some(sid), Some(seq)) = (
+                row.get::<_, Option<i64>>("ref_sid"),
+                row.get::<_, Option<i64>>("ref_seq"),
+            ) else {
+                return Err(bad_row("update without target"));
+            };
+            Op::Update {
+                id,
+                target: CharId {
+                    sid: SiteId(sid as u64),
+                    seq: seq as u64,
+                },
+                value: c,
+            }
+        }
+        other => return Err(bad_row(&format!("unknown kind {other}"))),
+    })
+}
+
+fn waiting_op(row: &Row) -> Result<Op, AppError> {
+    let json: serde_json::Value = row.get("waiting");
+    serde_json::from_value(json).map_err(|e| bad_row(&e.to_string()))
+}
+
+/// `TAIL`/`LOAD_TAIL` rows, split.
+struct TailRows {
+    /// Log entries, in log order.
+    ops: Vec<Op>,
+    /// The position after the last entry (at least the `next_pos` given).
+    next_pos: i64,
+    /// Waiting ops.
+    waiting: Vec<Op>,
+    /// `LOAD_TAIL`'s starting position.
+    from: Option<i64>,
+}
+
+/// Splits `TAIL`/`LOAD_TAIL` rows into log ops (with the position after the last) and waiting ops.
+fn split_tail(rows: &[Row], mut next_pos: i64) -> Result<TailRows, AppError> {
+    let mut ops = Vec::new();
+    let mut waiting = Vec::new();
+    let mut from = None;
+    for row in rows {
+        match row.get::<_, i32>("src") {
+            0 => from = row.get::<_, Option<i64>>("log_pos"),
+            1 => {
+                ops.push(op_from_row(row)?);
+                next_pos = next_pos.max(row.get::<_, i64>("log_pos") + 1);
+            }
+            _ => waiting.push(waiting_op(row)?),
+        }
+    }
+    Ok(TailRows {
+        ops,
+        next_pos,
+        waiting,
+        from,
+    })
+}
+
+/// Refuses batches whose ops overlap each other (the statement only checks stored rows).
+fn check_batch(ops: &[Op]) -> Result<(), AppError> {
+    let mut ranges: Vec<(SiteId, u64, u64)> = ops
+        .iter()
+        .map(|op| (op.site(), op.id().seq, op.id().seq + op.seq_len()))
+        .collect();
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[0].0 == w[1].0 && w[1].1 < w[0].2 {
+            return Err(AppError::Conflict(format!(
+                "the batch uses id {}:{} twice",
+                w[1].0, w[1].1
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl PgDocumentStore {
+    /// Runs `APPEND` in `tx`, which must hold the document's row lock.
+    pub(super) async fn append_in_tx(
+        &self,
+        tx: &Transaction<'_>,
+        id: DocumentId,
+        origin: ReplicaId,
+        plan: &Plan,
+    ) -> Result<Appended, AppError> {
+        check_batch(&plan.ops)?;
+        let mut c = Columns::default();
+        for op in &plan.ops {
+            c.push(op)?;
+        }
+        let unwait_sid: Vec<i64> = plan
+            .waiting_remove
+            .iter()
+            .map(|i| to_i64(i.sid.0, "site id"))
+            .collect::<Result<_, _>>()?;
+        let unwait_seq: Vec<i64> = plan
+            .waiting_remove
+            .iter()
+            .map(|i| to_i64(i.seq, "seq"))
+            .collect::<Result<_, _>>()?;
+        let wait_sid: Vec<i64> = plan
+            .waiting_add
+            .iter()
+            .map(|o| to_i64(o.site().0, "site id"))
+            .collect::<Result<_, _>>()?;
+        let wait_seq: Vec<i64> = plan
+            .waiting_add
+            .iter()
+            .map(|o| to_i64(o.id().seq, "seq"))
+            .collect::<Result<_, _>>()?;
+        let wait_op: Vec<serde_json::Value> = plan
+            .waiting_add
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let outbox = plan
+            .outbox
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let origin = origin.0 as i32;
+        let row = tx
+            .query_one(
+                APPEND,
+                &[
+                    &id.0,
+                    &c.ssn,
+                    &c.sum,
+                    &c.sid,
+                    &c.seq,
+                    &c.kind,
+                    &c.len,
+                    &c.value,
+                    &c.ref_ssn,
+                    &c.ref_sum,
+                    &c.ref_sid,
+                    &c.ref_seq,
+                    &c.targets,
+                    &origin,
+                    &unwait_sid,
+                    &unwait_seq,
+                    &wait_sid,
+                    &wait_seq,
+                    &wait_op,
+                    &outbox,
+                ],
+            )
+            .await?;
+        let conflicts: Vec<i64> = row.get("conflicts");
+        if let Some(&ord) = conflicts.first() {
+            let op = &plan.ops[(ord - 1) as usize];
+            return Err(AppError::Conflict(format!(
+                "op {} reuses an existing identifier with different content",
+                op.id().id()
+            )));
+        }
+        let next_pos: Option<i64> = row.get("next_pos");
+        Ok(Appended {
+            next_pos: next_pos.ok_or_else(|| AppError::not_found(format!("document {id}")))?,
+            outbox_id: row.get("outbox_id"),
+            inserted: row.get::<_, i64>("inserted") as u64,
+            duplicates: row.get::<_, i64>("duplicates") as u64,
+        })
+    }
+
+    pub(crate) async fn append_impl<F>(
+        &self,
+        id: DocumentId,
+        known_pos: i64,
+        origin: ReplicaId,
+        plan: F,
+    ) -> Result<Appended, AppError>
+    where
+        F: FnOnce(Tail) -> Result<Plan, AppError> + Send,
+    {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Pipelined: the server runs the tail query after the lock is granted, so it sees every
+        // row committed before. `plan` runs exactly once; on any failure the transaction rolls
+        // back and the caller discards what `plan` changed in memory.
+        let (lock, rows) = try_join(
+            tx.query_opt(
+                "SELECT log_len FROM documents WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                &[&id.0],
+            ),
+            tx.query(TAIL, &[&id.0, &known_pos]),
+        )
+        .await?;
+        let Some(lock) = lock else {
+            return Err(AppError::not_found(format!("document {id}")));
+        };
+        let log_len: i64 = lock.get(0);
+        let TailRows {
+            ops,
+            next_pos,
+            waiting,
+            ..
+        } = split_tail(&rows, log_len)?;
+        let plan = plan(Tail {
+            ops,
+            next_pos,
+            waiting,
+        })?;
+        if plan.is_empty() {
+            tx.commit().await?;
+            return Ok(Appended {
+                next_pos,
+                outbox_id: None,
+                inserted: 0,
+                duplicates: 0,
+            });
+        }
+        let appended = self.append_in_tx(&tx, id, origin, &plan).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    pub(crate) async fn append_ops_impl(
+        &self,
+        id: DocumentId,
+        ops: &[Op],
+        origin: ReplicaId,
+    ) -> Result<Appended, AppError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if tx
+            .query_opt(
+                "SELECT 1 FROM documents WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                &[&id.0],
+            )
+            .await?
+            .is_none()
+        {
+            return Err(AppError::not_found(format!("document {id}")));
+        }
+        let plan = Plan {
+            ops: ops.to_vec(),
+            ..Plan::default()
+        };
+        let appended = self.append_in_tx(&tx, id, origin, &plan).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    pub(crate) async fn load_impl(&self, id: DocumentId) -> Result<Option<Loaded>, AppError> {
+        let client = self.pool.get().await?;
+        for _ in 0..3 {
+            let meta = format!(
+                "SELECT {}, d.log_len, s.state, s.log_pos AS snap_pos FROM documents d
+                 LEFT JOIN LATERAL (SELECT state, log_pos FROM document_snapshots WHERE document_id = d.id ORDER BY version DESC LIMIT 1) s ON true
+                 WHERE d.id = $1",
+                documents::COLUMNS
+            );
+            let (meta, rows) = try_join(
+                client.query_opt(&meta, &[&id.0]),
+                client.query(LOAD_TAIL, &[&id.0]),
+            )
+            .await?;
+            let Some(meta) = meta else { return Ok(None) };
+            let snap_pos: i64 = meta.get::<_, Option<i64>>("snap_pos").unwrap_or(0);
+            let TailRows {
+                ops: tail,
+                next_pos,
+                waiting,
+                from,
+            } = split_tail(&rows, meta.get::<_, i64>("log_len").max(snap_pos))?;
+            if from != Some(snap_pos) {
+                // A compaction committed between the two queries: read again.
+                continue;
+            }
+            return Ok(Some(Loaded {
+                document: documents::document(&meta),
+                snapshot: meta.get("state"),
+                snapshot_pos: snap_pos,
+                tail,
+                next_pos,
+                waiting,
+            }));
+        }
+        Err(AppError::Unavailable(
+            "the document kept changing while loading".into(),
+        ))
+    }
+
+    pub(crate) async fn tail_impl(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
+        let client = self.pool.get().await?;
+        let (len, rows) = try_join(
+            client.query_opt("SELECT log_len FROM documents WHERE id = $1", &[&id.0]),
+            client.query(TAIL, &[&id.0, &from]),
+        )
+        .await?;
+        let Some(len) = len else {
+            return Err(AppError::not_found(format!("document {id}")));
+        };
+        let TailRows {
+            ops,
+            next_pos,
+            waiting,
+            ..
+        } = split_tail(&rows, len.get::<_, i64>(0).max(from))?;
+        Ok(Tail {
+            ops,
+            next_pos,
+            waiting,
+        })
+    }
+
+    pub(crate) async fn ops_since_impl(
+        &self,
+        id: DocumentId,
+        since: &VersionVector,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<OpsPage, AppError> {
+        let client = self.pool.get().await?;
+        let since_json =
+            serde_json::to_value(since).map_err(|e| AppError::Internal(e.to_string()))?;
+        let limit = limit.clamp(1, 10_000) as i64;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT log_pos, {OP_COLUMNS} FROM operations
+                     WHERE document_id = $1 AND log_pos >= $2 AND seq + len - 1 > COALESCE(($3::jsonb ->> sid::text)::int8, 0)
+                     ORDER BY log_pos LIMIT $4"
+                ),
+                &[&id.0, &cursor, &since_json, &limit],
+            )
+            .await?;
+        let mut ops = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let op = op_from_row(row)?;
+            let have = since.get(op.site());
+            ops.push(match op {
+                // Trim the part of a run the caller has.
+                Op::Insert { id, text, .. } if id.seq <= have => {
+                    let skip = have - id.seq + 1;
+                    match (id.offset(skip), id.offset(skip - 1)) {
+                        (Some(first), Some(prev)) => Op::Insert {
+                            id: first,
+                            after: Some(prev),
+                            text: text.chars().skip(skip as usize).collect(),
+                        },
+                        _ => return Err(bad_row("run offsets overflow")),
+                    }
+                }
+                other => other,
+            });
+        }
+        let next_cursor = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(|r| r.get::<_, i64>("log_pos") + 1))
+            .flatten();
+        Ok(OpsPage { ops, next_cursor })
+    }
+}

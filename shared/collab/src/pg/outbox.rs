@@ -1,0 +1,80 @@
+//! Queries on `outbox`.
+
+use tokio_postgres::Row;
+
+use super::PgDocumentStore;
+use crate::error::AppError;
+use crate::store::OutboxRow;
+
+fn outbox_row(row: &Row) -> Result<OutboxRow, AppError> {
+    let payload: serde_json::Value = row.get("payload");
+    Ok(OutboxRow {
+        id: row.get("id"),
+        envelope: serde_json::from_value(payload)
+            .map_err(|e| AppError::Internal(format!("outbox payload: {e}")))?,
+        attempts: row.get("attempts"),
+    })
+}
+
+impl PgDocumentStore {
+    pub(crate) async fn claim_outbox_impl(
+        &self,
+        min_age_secs: i64,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, AppError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "UPDATE outbox SET attempts = attempts + 1, claimed_until = now() + make_interval(secs => $2)
+                 WHERE id IN (
+                     SELECT id FROM outbox
+                     WHERE created_at <= now() - make_interval(secs => $1) AND (claimed_until IS NULL OR claimed_until < now())
+                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, payload, attempts",
+                &[&(min_age_secs as f64), &(lease_secs as f64), &limit],
+            )
+            .await?;
+        let mut out: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    pub(crate) async fn outbox_row_impl(&self, id: i64) -> Result<Option<OutboxRow>, AppError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, payload, attempts FROM outbox WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(outbox_row).transpose()
+    }
+
+    pub(crate) async fn outbox_done_impl(&self, id: i64) -> Result<(), AppError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("DELETE FROM outbox WHERE id = $1", &[&id])
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn outbox_failed_impl(&self, id: i64, error: &str) -> Result<(), AppError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE outbox SET last_error = $2, claimed_until = NULL WHERE id = $1",
+                &[&id, &error],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn outbox_len_impl(&self) -> Result<i64, AppError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one("SELECT count(*) FROM outbox", &[])
+            .await?
+            .get(0))
+    }
+}

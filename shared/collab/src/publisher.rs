@@ -1,0 +1,83 @@
+//! The broadcast port and its SNS adapter.
+//!
+//! Messages carry the attributes `document_id` and `replica_id` (String), so that each replica's
+//! subscription can filter out its own messages (`{"replica_id": [{"anything-but": ["<id>"]}]}`).
+
+use std::future::Future;
+
+use aws_sdk_sns::types::MessageAttributeValue;
+
+use crate::config::Config;
+use crate::message::Outbound;
+
+/// Why a publish failed (the message stays in the outbox).
+#[derive(Debug, thiserror::Error)]
+#[error("publish failed: {0}")]
+pub struct PublishError(pub String);
+
+/// Sends messages to the other replicas.
+pub trait EventPublisher: Send + Sync {
+    /// Publishes one message (at most 256 KiB as SNS counts it).
+    fn publish(&self, message: &Outbound) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// Publishes to an SNS topic through the real `aws-sdk-sns` client.
+#[derive(Clone, Debug)]
+pub struct SnsPublisher {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl SnsPublisher {
+    /// A publisher for `topic_arn` using `client`.
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
+        SnsPublisher {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+
+    /// Builds the client from the configuration (region, and `AWS_ENDPOINT_URL` when set).
+    pub async fn from_config(config: &Config) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.aws_region.clone()));
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        SnsPublisher::new(aws_sdk_sns::Client::new(&shared), config.sns_topic.clone())
+    }
+
+    /// The topic.
+    pub fn topic_arn(&self) -> &str {
+        &self.topic_arn
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &aws_sdk_sns::Client {
+        &self.client
+    }
+}
+
+fn string_attr(value: String) -> Result<MessageAttributeValue, PublishError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| PublishError(e.to_string()))
+}
+
+impl EventPublisher for SnsPublisher {
+    async fn publish(&self, message: &Outbound) -> Result<(), PublishError> {
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(&message.body)
+            .message_attributes("document_id", string_attr(message.document_id.to_string())?)
+            .message_attributes("replica_id", string_attr(message.origin.to_string())?)
+            .send()
+            .await
+            .map_err(|e| PublishError(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,849 @@
+//! The use-cases, above the ports: documents, sessions, applying a client's ops or index-based
+//! edits, catch-up, integrating other replicas' ops, compaction and the outbox sweep.
+//!
+//! Every write goes through [`Service::commit`]: under the document's database lock it brings the
+//! cached replica up to date with the log tail and the waiting ops, applies the work, and writes
+//! the new ops, the waiting-buffer changes and the broadcast in one transaction. The broadcast is
+//! published after commit; if publishing fails the outbox row stays for the sweep.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Utc;
+use rga::{CharId, Op, Rga, SiteId, Splice, Status, VersionVector};
+
+use crate::cache::{Cached, DocCache};
+use crate::config::{Config, Limits};
+use crate::error::{AppError, op_error};
+use crate::ids::{DocumentId, ReplicaId, UserId, site_id};
+use crate::message::{Broadcast, Envelope, SNS_MAX_BYTES, split};
+use crate::model::{
+    Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session, SnapshotMeta,
+};
+use crate::publisher::EventPublisher;
+use crate::store::{DocumentStore, NewDocument, Plan};
+
+/// Identifiers in JSON must stay below 2^53 so that JavaScript clients read them exactly.
+pub const MAX_WIRE_ID: u64 = (1 << 53) - 1;
+
+/// Settings of the use-cases.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This replica.
+    pub replica: ReplicaId,
+    /// Global session number of RGA ops.
+    pub ssn: u32,
+    /// Request limits.
+    pub limits: Limits,
+    /// Tail rows after which a snapshot is written.
+    pub compact_after: i64,
+    /// Documents kept in the warm cache.
+    pub cache_docs: usize,
+}
+
+impl Settings {
+    /// Settings from the configuration.
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            replica: c.replica,
+            ssn: c.ssn,
+            limits: c.limits,
+            compact_after: c.compact_after,
+            cache_docs: 64,
+        }
+    }
+}
+
+/// A document with its text.
+#[derive(Debug, Clone)]
+pub struct DocumentView {
+    /// Metadata.
+    pub document: Document,
+    /// The caller's role.
+    pub role: Role,
+    /// Current text.
+    pub text: String,
+    /// Current version.
+    pub version: VersionVector,
+}
+
+/// A newly opened session.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The session (its site id).
+    pub session: Session,
+    /// Session number to put in the ops' S4Vectors.
+    pub ssn: u32,
+    /// Current text.
+    pub text: String,
+    /// Current version.
+    pub version: VersionVector,
+    /// The replica encoded for a CRDT-native client (`rga::Rga::decode`).
+    pub snapshot: Vec<u8>,
+}
+
+/// The result of applying a client's ops.
+#[derive(Debug, Clone)]
+pub struct OpsOutcome {
+    /// Ops applied now (including waiting ops they released).
+    pub applied: usize,
+    /// Ops that were already applied.
+    pub duplicates: usize,
+    /// Ops of the batch that wait for causes this replica has not received.
+    pub pending: Vec<CharId>,
+    /// The replica's version afterwards.
+    pub version: VersionVector,
+}
+
+/// The result of applying index-based edits.
+#[derive(Debug, Clone)]
+pub struct EditsOutcome {
+    /// The ops generated for the session.
+    pub ops: Vec<Op>,
+    /// The version of the client's copy after its edits (its base plus the new ops).
+    pub version: VersionVector,
+    /// The replica's current version.
+    pub current_version: VersionVector,
+    /// The replica's current text.
+    pub text: String,
+}
+
+/// What to broadcast after a write.
+enum Announce {
+    /// Nothing (ops that came from other replicas).
+    Nothing,
+    /// These ops.
+    Ops,
+}
+
+/// The use-cases over a store and a publisher.
+pub struct Service<S, P> {
+    store: S,
+    publisher: P,
+    settings: Settings,
+    cache: DocCache,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn check_wire_op(op: &Op) -> Result<(), AppError> {
+    let id = op.id();
+    let big = |v: u64| v > MAX_WIRE_ID;
+    let bad = match op {
+        Op::Insert { after, .. } => {
+            big(id.sum)
+                || big(id.seq)
+                || big(id.sid.0)
+                || after.is_some_and(|a| big(a.sum) || big(a.seq) || big(a.sid.0))
+        }
+        Op::Delete { targets, .. } => {
+            big(id.sum)
+                || big(id.seq)
+                || big(id.sid.0)
+                || targets
+                    .iter()
+                    .any(|t| big(t.sid.0) || big(t.seq) || big(t.len))
+        }
+        Op::Update { target, .. } => {
+            big(id.sum) || big(id.seq) || big(id.sid.0) || big(target.sid.0) || big(target.seq)
+        }
+    };
+    if bad {
+        return Err(AppError::BadRequest(format!(
+            "op {}: identifiers must be below 2^53",
+            id.id()
+        )));
+    }
+    Ok(())
+}
+
+impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
+    /// A service over `store` and `publisher`.
+    pub fn new(store: S, publisher: P, settings: Settings) -> Self {
+        let cache = DocCache::new(settings.cache_docs);
+        Service {
+            store,
+            publisher,
+            settings,
+            cache,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The replica that allocates this replica's own sites (initial content).
+    fn replica_site(&self) -> SiteId {
+        site_id(self.settings.replica, 0)
+    }
+
+    /// The document, if `user` has at least `need` on it; 404 otherwise (ids do not leak).
+    pub async fn authorize(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        need: Role,
+    ) -> Result<(Document, Role), AppError> {
+        match self.store.access(id, user).await? {
+            Some((doc, Some(role))) if doc.deleted_at.is_none() && role >= need => Ok((doc, role)),
+            _ => Err(AppError::not_found(format!("document {id}"))),
+        }
+    }
+
+    fn check_title(title: &str) -> Result<String, AppError> {
+        let t = title.trim();
+        if t.is_empty() || t.chars().count() > 512 {
+            return Err(AppError::BadRequest(
+                "title must have 1 to 512 characters".into(),
+            ));
+        }
+        Ok(t.to_owned())
+    }
+
+    /// Creates a document owned by `owner`, with optional initial content.
+    pub async fn create_document(
+        &self,
+        owner: &UserId,
+        title: &str,
+        content: Option<&str>,
+    ) -> Result<DocumentView, AppError> {
+        let title = Self::check_title(title)?;
+        let content = content.unwrap_or("");
+        if content.chars().count() > self.settings.limits.max_document_chars {
+            return Err(AppError::TooLarge(format!(
+                "the document is limited to {} chars",
+                self.settings.limits.max_document_chars
+            )));
+        }
+        let mut rga = Rga::with_session(self.settings.ssn);
+        rga.insert(self.replica_site(), 0, content)?;
+        let ops = rga.ops_since(&VersionVector::new());
+        let info = DocumentInfo {
+            id: DocumentId::new(),
+            title,
+            owner_id: owner.clone(),
+            created_at: Utc::now(),
+            origin_replica: self.settings.replica,
+            title_stamp: now_ms(),
+            title_replica: self.settings.replica,
+            deleted: false,
+        };
+        let outbox = Envelope {
+            origin: self.settings.replica,
+            body: Broadcast::Ops {
+                document: info.clone(),
+                ops: ops.clone(),
+            },
+        };
+        let (document, outbox_id) = self
+            .store
+            .create_document(
+                &NewDocument {
+                    info,
+                    ops,
+                    outbox: Some(outbox),
+                },
+                self.settings.replica,
+            )
+            .await?;
+        if let Some(id) = outbox_id {
+            self.publish_row(id).await;
+        }
+        Ok(DocumentView {
+            document,
+            role: Role::Owner,
+            text: rga.text(),
+            version: rga.version(),
+        })
+    }
+
+    /// The documents `user` owns or collaborates on.
+    pub async fn list_documents(&self, user: &UserId) -> Result<Vec<(Document, Role)>, AppError> {
+        self.store.list_documents(user).await
+    }
+
+    /// A document with its current text and version.
+    pub async fn get_document(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+    ) -> Result<DocumentView, AppError> {
+        let (document, role) = self.authorize(id, user, Role::Viewer).await?;
+        let (text, version) = self.read(id, |r| (r.text(), r.version())).await?;
+        Ok(DocumentView {
+            document,
+            role,
+            text,
+            version,
+        })
+    }
+
+    /// Renames a document (owner only).
+    pub async fn rename_document(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        title: &str,
+    ) -> Result<Document, AppError> {
+        let title = Self::check_title(title)?;
+        self.authorize(id, user, Role::Owner).await?;
+        let origin = self.settings.replica;
+        let announce = move |d: &Document| Envelope {
+            origin,
+            body: Broadcast::Document { document: d.info() },
+        };
+        let (doc, outbox) = self
+            .store
+            .rename_document(id, &title, (now_ms(), origin), &announce)
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("document {id}")))?;
+        self.publish_row(outbox).await;
+        Ok(doc)
+    }
+
+    /// Deletes a document (owner only).
+    pub async fn delete_document(&self, id: DocumentId, user: &UserId) -> Result<(), AppError> {
+        self.authorize(id, user, Role::Owner).await?;
+        let origin = self.settings.replica;
+        let announce = move |d: &Document| Envelope {
+            origin,
+            body: Broadcast::Document { document: d.info() },
+        };
+        let (_, outbox) = self
+            .store
+            .delete_document(id, &announce)
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("document {id}")))?;
+        self.cache.forget(id);
+        self.publish_row(outbox).await;
+        Ok(())
+    }
+
+    /// The owner and collaborators (anyone with access).
+    pub async fn collaborators(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+    ) -> Result<Vec<Collaborator>, AppError> {
+        self.authorize(id, user, Role::Viewer).await?;
+        self.store.collaborators(id).await
+    }
+
+    /// Adds, changes (`Some(role)`) or removes (`None`) a collaborator (owner only).
+    pub async fn set_collaborator(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        target: &UserId,
+        role: Option<Role>,
+    ) -> Result<Vec<Collaborator>, AppError> {
+        let (doc, _) = self.authorize(id, user, Role::Owner).await?;
+        if role == Some(Role::Owner) {
+            return Err(AppError::BadRequest(
+                "a collaborator's role is viewer or editor".into(),
+            ));
+        }
+        if *target == doc.owner_id {
+            return Err(AppError::BadRequest(
+                "the owner's role cannot change".into(),
+            ));
+        }
+        let change = CollaboratorChange {
+            document_id: id,
+            user_id: target.clone(),
+            role,
+            stamp: now_ms(),
+            replica: self.settings.replica,
+        };
+        let envelope = Envelope {
+            origin: self.settings.replica,
+            body: Broadcast::Collaborator {
+                document: doc.info(),
+                change: change.clone(),
+            },
+        };
+        let (_, outbox) = self
+            .store
+            .change_collaborator(&change, Some(&envelope))
+            .await?;
+        if let Some(row) = outbox {
+            self.publish_row(row).await;
+        }
+        self.store.collaborators(id).await
+    }
+
+    /// Opens an editing session for `user` (editor or owner).
+    pub async fn open_session(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+    ) -> Result<SessionView, AppError> {
+        let (doc, _) = self.authorize(id, user, Role::Editor).await?;
+        let origin = self.settings.replica;
+        let info = doc.info();
+        let announce = move |s: &Session| Envelope {
+            origin,
+            body: Broadcast::Session {
+                document: info.clone(),
+                session: s.clone(),
+            },
+        };
+        let (session, outbox) = self
+            .store
+            .create_session(id, user, origin, &announce)
+            .await?;
+        self.publish_row(outbox).await;
+        let (text, version, snapshot) = self
+            .read(id, |r| (r.text(), r.version(), r.encode()))
+            .await?;
+        Ok(SessionView {
+            session,
+            ssn: self.settings.ssn,
+            text,
+            version,
+            snapshot,
+        })
+    }
+
+    /// The session `site`, which must belong to `user` and `document`.
+    async fn session_of(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+    ) -> Result<Session, AppError> {
+        let s =
+            self.store.session(site).await?.ok_or_else(|| {
+                AppError::Conflict(format!("unknown session {site}: open one first"))
+            })?;
+        if s.document_id != id {
+            return Err(AppError::Conflict(format!(
+                "session {site} belongs to another document"
+            )));
+        }
+        if s.user_id != *user {
+            return Err(AppError::Forbidden(format!(
+                "session {site} belongs to another user"
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Applies a batch of RGA ops from a CRDT-native client's session. Every op must be of the
+    /// session's site. Ops whose causes this replica lacks are stored and wait (`pending`).
+    pub async fn apply_ops(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+        ops: Vec<Op>,
+    ) -> Result<OpsOutcome, AppError> {
+        if ops.len() > self.settings.limits.max_batch_ops {
+            return Err(AppError::TooLarge(format!(
+                "at most {} ops per request",
+                self.settings.limits.max_batch_ops
+            )));
+        }
+        let (doc, _) = self.authorize(id, user, Role::Editor).await?;
+        self.session_of(id, user, site).await?;
+        for op in &ops {
+            check_wire_op(op)?;
+            if op.site() != site {
+                return Err(AppError::Forbidden(format!(
+                    "op {} is not of session {site}",
+                    op.id().id()
+                )));
+            }
+        }
+        let (outcome, _) = self
+            .commit(&doc, Announce::Ops, move |rga| {
+                let mut applied = 0;
+                let mut duplicates = 0;
+                let mut pending = Vec::new();
+                let mut fresh = Vec::new();
+                for op in ops {
+                    let id = op.id().id();
+                    let a = rga.apply(op.clone()).map_err(op_error)?;
+                    applied += a.released;
+                    match a.status {
+                        Status::Applied => applied += 1,
+                        Status::Duplicate => duplicates += 1,
+                        Status::Pending => pending.push(id),
+                    }
+                    if a.status != Status::Duplicate {
+                        fresh.push(op);
+                    }
+                }
+                pending.retain(|id| !rga.contains(*id));
+                Ok((
+                    OpsOutcome {
+                        applied,
+                        duplicates,
+                        pending,
+                        version: rga.version(),
+                    },
+                    fresh,
+                ))
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Applies index-based edits for a session. With `base`, indexes refer to the text at that
+    /// version (409 if this replica has not received all of it); without, to the current text.
+    pub async fn apply_edits(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+        base: Option<VersionVector>,
+        edits: Vec<Splice>,
+    ) -> Result<EditsOutcome, AppError> {
+        if edits.len() > self.settings.limits.max_batch_ops {
+            return Err(AppError::TooLarge(format!(
+                "at most {} edits per request",
+                self.settings.limits.max_batch_ops
+            )));
+        }
+        let (doc, _) = self.authorize(id, user, Role::Editor).await?;
+        self.session_of(id, user, site).await?;
+        let (outcome, _) = self
+            .commit(&doc, Announce::Ops, move |rga| {
+                let edit = rga.splice(site, base.as_ref(), &edits)?;
+                let out = EditsOutcome {
+                    ops: edit.ops.clone(),
+                    version: edit.version,
+                    current_version: rga.version(),
+                    text: rga.text(),
+                };
+                Ok((out, edit.ops))
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Ops that `since` lacks, paged by log position.
+    pub async fn ops_since(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        since: &VersionVector,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<OpsPage, AppError> {
+        self.authorize(id, user, Role::Viewer).await?;
+        self.store.ops_since(id, since, cursor.max(0), limit).await
+    }
+
+    /// The snapshot history.
+    pub async fn snapshots(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+    ) -> Result<Vec<SnapshotMeta>, AppError> {
+        self.authorize(id, user, Role::Viewer).await?;
+        self.store.snapshots(id).await
+    }
+
+    /// The text of snapshot `version`.
+    pub async fn snapshot_text(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        version: i32,
+    ) -> Result<String, AppError> {
+        self.authorize(id, user, Role::Viewer).await?;
+        self.store
+            .snapshot_text(id, version)
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("snapshot {version}")))
+    }
+
+    /// Integrates a message from another replica. Idempotent; invalid ops are logged and
+    /// dropped (they can never succeed); a storage failure is returned so that SNS retries.
+    pub async fn integrate(&self, envelope: Envelope) -> Result<(), AppError> {
+        if envelope.origin == self.settings.replica {
+            return Ok(());
+        }
+        let doc = self.store.upsert_document(envelope.document()).await?;
+        if doc.deleted_at.is_some() {
+            self.cache.forget(doc.id);
+            return Ok(());
+        }
+        match envelope.body {
+            Broadcast::Document { .. } => Ok(()),
+            Broadcast::Session { session, .. } => self.store.insert_session(&session).await,
+            Broadcast::Collaborator { change, .. } => self
+                .store
+                .change_collaborator(&change, None)
+                .await
+                .map(|_| ()),
+            Broadcast::Ops { ops, .. } => {
+                let document = doc.id;
+                self.commit(&doc, Announce::Nothing, move |rga| {
+                    for op in ops {
+                        let id = op.id().id();
+                        if let Err(e) = rga.apply(op) {
+                            tracing::warn!(%document, op = %id, error = %e, "dropping an invalid remote op");
+                        }
+                    }
+                    Ok(((), Vec::new()))
+                })
+                .await?;
+                self.maybe_compact(doc.id).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes a snapshot if the tail after the last one is longer than the threshold.
+    pub async fn maybe_compact(&self, id: DocumentId) {
+        if let Err(e) = self.compact(id, false).await {
+            tracing::warn!(document = %id, error = %e, "compaction failed");
+        }
+    }
+
+    /// Writes a snapshot of the document as cached (refreshed first) when the tail is long, or
+    /// always with `force`. Returns the snapshot written, if any.
+    pub async fn compact(
+        &self,
+        id: DocumentId,
+        force: bool,
+    ) -> Result<Option<SnapshotMeta>, AppError> {
+        let slot = self.cache.slot(id);
+        let mut guard = slot.lock().await;
+        self.refresh(id, &mut guard).await?;
+        let Some(c) = guard.as_mut() else {
+            return Ok(None);
+        };
+        if c.next_pos <= c.snapshot_pos
+            || (!force && c.next_pos - c.snapshot_pos < self.settings.compact_after)
+        {
+            return Ok(None);
+        }
+        let meta = self
+            .store
+            .write_snapshot(
+                id,
+                &c.rga.encode(),
+                &c.rga.text(),
+                &c.rga.version(),
+                c.next_pos,
+            )
+            .await?;
+        if meta.is_some() {
+            c.snapshot_pos = c.next_pos;
+        }
+        Ok(meta)
+    }
+
+    /// Republishes outbox rows older than `min_age_secs` (left by failed publishes or crashes).
+    /// Returns how many were published.
+    pub async fn sweep_outbox(&self, min_age_secs: i64) -> Result<usize, AppError> {
+        let mut published = 0;
+        loop {
+            let rows = self.store.claim_outbox(min_age_secs, 60, 50).await?;
+            if rows.is_empty() {
+                return Ok(published);
+            }
+            for row in rows {
+                if self.publish_envelope(row.id, &row.envelope).await {
+                    published += 1;
+                }
+            }
+        }
+    }
+
+    /// Publishes outbox row `id` (written by this request) and deletes it on success.
+    async fn publish_row(&self, id: i64) {
+        match self.store.outbox_row(id).await {
+            Ok(Some(row)) => {
+                self.publish_envelope(row.id, &row.envelope).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(outbox = id, error = %e, "reading the outbox failed; the sweep will publish")
+            }
+        }
+    }
+
+    async fn publish_envelope(&self, id: i64, envelope: &Envelope) -> bool {
+        for message in split(envelope, SNS_MAX_BYTES) {
+            if let Err(e) = self.publisher.publish(&message).await {
+                tracing::warn!(outbox = id, error = %e, "publish failed; the sweep will retry");
+                if let Err(e) = self.store.outbox_failed(id, &e.to_string()).await {
+                    tracing::warn!(outbox = id, error = %e, "recording the failed publish failed");
+                }
+                return false;
+            }
+        }
+        if let Err(e) = self.store.outbox_done(id).await {
+            tracing::warn!(outbox = id, error = %e, "deleting a published outbox row failed; it may be sent twice");
+        }
+        true
+    }
+
+    /// Loads the document into `slot` or refreshes it from the tail.
+    async fn refresh(&self, id: DocumentId, slot: &mut Option<Cached>) -> Result<(), AppError> {
+        match slot {
+            None => {
+                let loaded = self
+                    .store
+                    .load(id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(format!("document {id}")))?;
+                let mut rga = match &loaded.snapshot {
+                    Some(bytes) => Rga::decode(bytes)
+                        .map_err(|e| AppError::Internal(format!("snapshot of {id}: {e}")))?,
+                    None => Rga::with_session(self.settings.ssn),
+                };
+                rga.set_session(self.settings.ssn);
+                for op in loaded.tail {
+                    rga.apply(op).map_err(|e| {
+                        AppError::Internal(format!("stored op of {id} refused: {e}"))
+                    })?;
+                }
+                for op in loaded.waiting {
+                    let _ = rga.apply(op);
+                }
+                *slot = Some(Cached {
+                    rga,
+                    next_pos: loaded.next_pos,
+                    snapshot_pos: loaded.snapshot_pos,
+                });
+            }
+            Some(c) => {
+                let tail = self.store.tail(id, c.next_pos).await?;
+                for op in tail.ops.into_iter().chain(tail.waiting) {
+                    if let Err(e) = c.rga.apply(op) {
+                        *slot = None;
+                        return Err(AppError::Internal(format!(
+                            "stored op of {id} refused: {e}"
+                        )));
+                    }
+                }
+                c.next_pos = tail.next_pos;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the up-to-date cached replica.
+    async fn read<T>(&self, id: DocumentId, f: impl FnOnce(&Rga) -> T) -> Result<T, AppError> {
+        let slot = self.cache.slot(id);
+        let mut guard = slot.lock().await;
+        if let Err(e) = self.refresh(id, &mut guard).await {
+            *guard = None;
+            return Err(e);
+        }
+        match guard.as_ref() {
+            Some(c) => Ok(f(&c.rga)),
+            None => Err(AppError::Internal("cache slot empty after refresh".into())),
+        }
+    }
+
+    /// The write path; see the module docs. `work` returns its result and the ops to announce.
+    async fn commit<T, W>(
+        &self,
+        doc: &Document,
+        announce: Announce,
+        work: W,
+    ) -> Result<(T, Option<i64>), AppError>
+    where
+        T: Send,
+        W: FnOnce(&mut Rga) -> Result<(T, Vec<Op>), AppError> + Send,
+    {
+        let slot = self.cache.slot(doc.id);
+        let mut guard = slot.lock().await;
+        if guard.is_none()
+            && let Err(e) = self.refresh(doc.id, &mut guard).await
+        {
+            *guard = None;
+            return Err(e);
+        }
+        let Some(cached) = guard.as_mut() else {
+            return Err(AppError::Internal("cache slot empty after load".into()));
+        };
+        let known = cached.next_pos;
+        let max_chars = self.settings.limits.max_document_chars;
+        let origin = self.settings.replica;
+        let info = doc.info();
+        let mut result: Option<T> = None;
+        let rga = &mut cached.rga;
+        let appended = self
+            .store
+            .append(doc.id, known, origin, |tail| {
+                for op in tail.ops {
+                    rga.apply(op)
+                        .map_err(|e| AppError::Internal(format!("stored op refused: {e}")))?;
+                }
+                let stored_waiting: HashSet<CharId> =
+                    tail.waiting.iter().map(|op| op.id().id()).collect();
+                for op in tail.waiting {
+                    let _ = rga.apply(op);
+                }
+                let before = rga.version();
+                let (value, announced) = work(rga)?;
+                if rga.len() > max_chars {
+                    return Err(AppError::TooLarge(format!(
+                        "the document is limited to {max_chars} chars"
+                    )));
+                }
+                let waiting: HashMap<CharId, Op> = rga
+                    .pending_ops()
+                    .into_iter()
+                    .map(|op| (op.id().id(), op))
+                    .collect();
+                let plan = Plan {
+                    ops: rga.ops_since(&before),
+                    waiting_add: waiting
+                        .iter()
+                        .filter(|(id, _)| !stored_waiting.contains(id))
+                        .map(|(_, op)| op.clone())
+                        .collect(),
+                    waiting_remove: stored_waiting
+                        .iter()
+                        .filter(|id| !waiting.contains_key(id))
+                        .copied()
+                        .collect(),
+                    outbox: match announce {
+                        Announce::Ops if !announced.is_empty() => Some(Envelope {
+                            origin,
+                            body: Broadcast::Ops {
+                                document: info.clone(),
+                                ops: announced,
+                            },
+                        }),
+                        _ => None,
+                    },
+                };
+                result = Some(value);
+                Ok(plan)
+            })
+            .await;
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                // The replica may hold changes that were not committed.
+                *guard = None;
+                return Err(e);
+            }
+        };
+        cached.next_pos = appended.next_pos;
+        drop(guard);
+        if let Some(id) = appended.outbox_id {
+            self.publish_row(id).await;
+        }
+        let value =
+            result.ok_or_else(|| AppError::Internal("append did not run the plan".into()))?;
+        Ok((value, appended.outbox_id))
+    }
+}

@@ -1,0 +1,555 @@
+//! The store and the use-cases against a real PostgreSQL (each test on a fresh database created
+//! from `DATABASE_URL` with the real migrations, dropped afterwards).
+
+use collab::message::{Broadcast, Envelope};
+use collab::model::Role;
+use collab::store::DocumentStore;
+use collab::testing::{ChannelPublisher, TestDb};
+use collab::{AppError, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
+use rand::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use rga::{Op, Rga, SiteId, Splice, VersionVector};
+
+fn settings(replica: u16) -> Settings {
+    Settings {
+        replica: ReplicaId(replica),
+        ssn: 1,
+        limits: Limits::default(),
+        compact_after: 50,
+        cache_docs: 8,
+    }
+}
+
+fn service(
+    db: &TestDb,
+    replica: u16,
+    connections: usize,
+) -> Service<PgDocumentStore, ChannelPublisher> {
+    Service::new(
+        db.store(connections).unwrap(),
+        ChannelPublisher::new(),
+        settings(replica),
+    )
+}
+
+fn alice() -> UserId {
+    UserId("alice".into())
+}
+
+async fn op_rows(db: &TestDb) -> i64 {
+    let store = db.store(1).unwrap();
+    let client = store.pool().get().await.unwrap();
+    client
+        .query_one("SELECT count(*) FROM operations", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_on_separate_connections_lose_and_double_nothing() {
+    let db = TestDb::new().await.unwrap();
+    let first = service(&db, 1, 2);
+    let doc = first
+        .create_document(&alice(), "shared", Some("fn main() {}\n"))
+        .await
+        .unwrap()
+        .document;
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        // Each task is a container of its own: its own pool and cache.
+        let svc = service(&db, 1, 1);
+        tasks.push(tokio::spawn(async move {
+            let session = svc
+                .open_session(doc.id, &alice())
+                .await
+                .unwrap()
+                .session
+                .site;
+            let mut rng = ChaCha8Rng::seed_from_u64(t);
+            let mut ops = Vec::new();
+            for i in 0..25 {
+                let len = svc
+                    .get_document(doc.id, &alice())
+                    .await
+                    .unwrap()
+                    .text
+                    .chars()
+                    .count();
+                let index = rng.random_range(0..=len);
+                let delete = if index < len && i % 3 == 0 { 1 } else { 0 };
+                let edit = Splice {
+                    index,
+                    delete,
+                    insert: format!("<{t}:{i}>"),
+                };
+                // Some edits against a stale base: no base means "the current text".
+                let out = svc
+                    .apply_edits(doc.id, &alice(), session, None, vec![edit])
+                    .await
+                    .unwrap();
+                ops.extend(out.ops);
+            }
+            ops
+        }));
+    }
+    let mut all: Vec<Op> = first
+        .store()
+        .ops_since(doc.id, &VersionVector::new(), 0, 10_000)
+        .await
+        .unwrap()
+        .ops;
+    let initial = all.len();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    // An in-memory replica that applied the same ops, in a shuffled order.
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let mut shuffled = all.clone();
+    shuffled.shuffle(&mut rng);
+    let mut expected = Rga::new();
+    for op in shuffled {
+        expected.apply(op).unwrap();
+    }
+    assert_eq!(expected.pending_len(), 0);
+    let fresh = service(&db, 1, 1);
+    let stored = fresh.get_document(doc.id, &alice()).await.unwrap();
+    assert_eq!(stored.text, expected.text());
+    assert_eq!(stored.version, expected.version());
+    // Exactly one row per op: no op lost, none doubled.
+    assert_eq!(op_rows(&db).await as usize, all.len());
+    assert_eq!(
+        all.len(),
+        initial
+            + 8 * 25
+            + all
+                .iter()
+                .filter(|op| matches!(op, Op::Delete { .. }))
+                .count()
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_op_is_ignored_and_a_reused_id_with_other_content_is_a_conflict() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(&db, 1, 1);
+    let doc = svc
+        .create_document(&alice(), "d", None)
+        .await
+        .unwrap()
+        .document;
+    let mut rga = Rga::new();
+    rga.insert(SiteId(77), 0, "hello").unwrap();
+    rga.delete(SiteId(77), 0, 1).unwrap();
+    let ops = rga.ops_since(&VersionVector::new());
+    let store = svc.store();
+    let first = store.append_ops(doc.id, &ops, ReplicaId(1)).await.unwrap();
+    assert_eq!((first.inserted, first.duplicates), (2, 0));
+    let again = store.append_ops(doc.id, &ops, ReplicaId(1)).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 2));
+    let Op::Insert { id, after, .. } = ops[0].clone() else {
+        panic!()
+    };
+    let forged = Op::Insert {
+        id,
+        after,
+        text: "jello".into(),
+    };
+    let err = store
+        .append_ops(doc.id, &[forged], ReplicaId(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Conflict(_)), "{err}");
+    let overlapping = Op::Insert {
+        id: id.offset(2).unwrap(),
+        after: id.offset(1),
+        text: "llo".into(),
+    };
+    assert!(matches!(
+        store.append_ops(doc.id, &[overlapping], ReplicaId(1)).await,
+        Err(AppError::Conflict(_))
+    ));
+    assert_eq!(
+        op_rows(&db).await,
+        2,
+        "nothing written by the refused appends"
+    );
+    assert_eq!(
+        svc.get_document(doc.id, &alice()).await.unwrap().text,
+        "ello"
+    );
+}
+
+fn remote(doc: &collab::model::Document, ops: Vec<Op>) -> Envelope {
+    Envelope {
+        origin: ReplicaId(2),
+        body: Broadcast::Ops {
+            document: doc.info(),
+            ops,
+        },
+    }
+}
+
+#[tokio::test]
+async fn ops_waiting_for_their_causes_survive_a_restart_and_apply_when_the_causes_come() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(&db, 1, 1);
+    let doc = svc
+        .create_document(&alice(), "d", Some("ab"))
+        .await
+        .unwrap()
+        .document;
+    let base_ops = svc
+        .store()
+        .ops_since(doc.id, &VersionVector::new(), 0, 100)
+        .await
+        .unwrap()
+        .ops;
+    // Replica 2 edits: two ops, the second depends on the first.
+    let mut r2 = Rga::new();
+    r2.apply_all(base_ops).unwrap();
+    let v = r2.version();
+    let site = collab::ids::site_id(ReplicaId(2), 1);
+    r2.insert(site, 1, "X").unwrap();
+    // Another session types right after that X: its op refers to it.
+    r2.insert(SiteId(site.0 + 1), 2, "Y").unwrap();
+    let ops = r2.ops_since(&v);
+    assert_eq!(ops.len(), 2);
+    svc.integrate(remote(&doc, vec![ops[1].clone()]))
+        .await
+        .unwrap();
+    assert_eq!(svc.get_document(doc.id, &alice()).await.unwrap().text, "ab");
+    drop(svc);
+    // A new container: new pool, new cache.
+    let svc = service(&db, 1, 1);
+    assert_eq!(
+        svc.get_document(doc.id, &alice()).await.unwrap().text,
+        "ab",
+        "the waiting op is not applied"
+    );
+    svc.integrate(remote(&doc, vec![ops[0].clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.get_document(doc.id, &alice()).await.unwrap().text,
+        "aXYb"
+    );
+    let client = svc.store().pool().get().await.unwrap();
+    let waiting: i64 = client
+        .query_one("SELECT count(*) FROM waiting_ops", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0);
+    drop(client);
+    // Delivered again: nothing changes.
+    svc.integrate(remote(&doc, ops)).await.unwrap();
+    assert_eq!(
+        service(&db, 1, 1)
+            .get_document(doc.id, &alice())
+            .await
+            .unwrap()
+            .text,
+        "aXYb"
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(&db, 1, 2);
+    let doc = svc
+        .create_document(&alice(), "d", Some("start\n"))
+        .await
+        .unwrap()
+        .document;
+    let session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    let early = svc.get_document(doc.id, &alice()).await.unwrap();
+    for i in 0..60 {
+        svc.apply_edits(
+            doc.id,
+            &alice(),
+            session,
+            None,
+            vec![Splice {
+                index: 0,
+                delete: 0,
+                insert: format!("{i} "),
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    let before = svc.get_document(doc.id, &alice()).await.unwrap();
+    let snap = svc
+        .compact(doc.id, true)
+        .await
+        .unwrap()
+        .expect("a snapshot is written");
+    assert_eq!(snap.version, 1);
+    assert_eq!(
+        svc.compact(doc.id, true).await.unwrap(),
+        None,
+        "nothing new to fold"
+    );
+    for i in 0..5 {
+        svc.apply_edits(
+            doc.id,
+            &alice(),
+            session,
+            None,
+            vec![Splice {
+                index: 0,
+                delete: 2,
+                insert: format!("#{i}"),
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    svc.compact(doc.id, true)
+        .await
+        .unwrap()
+        .expect("second snapshot");
+    let after = service(&db, 1, 1)
+        .get_document(doc.id, &alice())
+        .await
+        .unwrap();
+    let history = svc.snapshots(doc.id, &alice()).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        svc.snapshot_text(doc.id, &alice(), 1).await.unwrap(),
+        before.text
+    );
+    assert_eq!(
+        svc.snapshot_text(doc.id, &alice(), 2).await.unwrap(),
+        after.text
+    );
+    assert_eq!(history[0].version_vector, before.version);
+    // A client that saw the document before both compactions catches up page by page.
+    let mut client = Rga::new();
+    client
+        .apply_all(
+            svc.store()
+                .ops_since(doc.id, &VersionVector::new(), 0, 1000)
+                .await
+                .unwrap()
+                .ops
+                .into_iter()
+                .filter(|op| early.version.contains(op.id().id())),
+        )
+        .unwrap();
+    assert_eq!(client.text(), early.text);
+    let mut cursor = 0;
+    loop {
+        let page = svc
+            .ops_since(doc.id, &alice(), &early.version, cursor, 7)
+            .await
+            .unwrap();
+        client.apply_all(page.ops).unwrap();
+        match page.next_cursor {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(client.text(), after.text);
+}
+
+#[tokio::test]
+async fn over_limit_batches_and_documents_are_refused_and_write_nothing() {
+    let db = TestDb::new().await.unwrap();
+    let limits = Limits {
+        max_body_bytes: 1 << 20,
+        max_batch_ops: 3,
+        max_document_chars: 20,
+    };
+    let svc = Service::new(
+        db.store(1).unwrap(),
+        ChannelPublisher::new(),
+        Settings {
+            limits,
+            ..settings(1)
+        },
+    );
+    let doc = svc
+        .create_document(&alice(), "d", Some("0123456789"))
+        .await
+        .unwrap()
+        .document;
+    let session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    let rows = op_rows(&db).await;
+    let four = vec![
+        Splice {
+            index: 0,
+            delete: 0,
+            insert: "a".into()
+        };
+        4
+    ];
+    assert!(matches!(
+        svc.apply_edits(doc.id, &alice(), session, None, four).await,
+        Err(AppError::TooLarge(_))
+    ));
+    let long = vec![Splice {
+        index: 0,
+        delete: 0,
+        insert: "x".repeat(11),
+    }];
+    assert!(matches!(
+        svc.apply_edits(doc.id, &alice(), session, None, long).await,
+        Err(AppError::TooLarge(_))
+    ));
+    assert!(matches!(
+        svc.create_document(&alice(), "big", Some(&"y".repeat(21)))
+            .await,
+        Err(AppError::TooLarge(_))
+    ));
+    assert_eq!(op_rows(&db).await, rows);
+    assert_eq!(
+        svc.get_document(doc.id, &alice()).await.unwrap().text,
+        "0123456789"
+    );
+    assert_eq!(svc.store().outbox_len().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_publish_leaves_the_message_in_the_outbox_for_the_sweep() {
+    let db = TestDb::new().await.unwrap();
+    let publisher = ChannelPublisher::new();
+    let svc = Service::new(db.store(1).unwrap(), publisher.clone(), settings(1));
+    let doc = svc
+        .create_document(&alice(), "d", Some("x"))
+        .await
+        .unwrap()
+        .document;
+    assert_eq!(publisher.take().len(), 1, "creation is broadcast");
+    assert_eq!(svc.store().outbox_len().await.unwrap(), 0);
+    publisher.set_failing(true);
+    let session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    let out = svc
+        .apply_edits(
+            doc.id,
+            &alice(),
+            session,
+            None,
+            vec![Splice {
+                index: 1,
+                delete: 0,
+                insert: "y".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.text, "xy",
+        "the edit is acknowledged although SNS failed"
+    );
+    assert_eq!(svc.store().outbox_len().await.unwrap(), 2);
+    publisher.set_failing(false);
+    assert_eq!(svc.sweep_outbox(0).await.unwrap(), 2);
+    assert_eq!(svc.store().outbox_len().await.unwrap(), 0);
+    let sent = publisher.take();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .any(|m| m.body.contains("\"type\":\"ops\"") && m.body.contains("\"y\""))
+    );
+}
+
+#[tokio::test]
+async fn roles_gate_every_use_case_and_strangers_see_nothing() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(&db, 1, 1);
+    let (bob, carol, dave) = (
+        UserId("bob".into()),
+        UserId("carol".into()),
+        UserId("dave".into()),
+    );
+    let doc = svc
+        .create_document(&alice(), "d", Some("x"))
+        .await
+        .unwrap()
+        .document;
+    svc.set_collaborator(doc.id, &alice(), &bob, Some(Role::Editor))
+        .await
+        .unwrap();
+    svc.set_collaborator(doc.id, &alice(), &carol, Some(Role::Viewer))
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.get_document(doc.id, &carol).await.unwrap().role,
+        Role::Viewer
+    );
+    assert!(matches!(
+        svc.open_session(doc.id, &carol).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert!(matches!(
+        svc.get_document(doc.id, &dave).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert!(matches!(
+        svc.rename_document(doc.id, &bob, "nope").await,
+        Err(AppError::NotFound(_))
+    ));
+    let bob_session = svc.open_session(doc.id, &bob).await.unwrap().session.site;
+    let alice_session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    assert!(matches!(
+        svc.apply_edits(
+            doc.id,
+            &bob,
+            alice_session,
+            None,
+            vec![Splice {
+                index: 0,
+                delete: 0,
+                insert: "!".into()
+            }]
+        )
+        .await,
+        Err(AppError::Forbidden(_))
+    ));
+    svc.apply_edits(
+        doc.id,
+        &bob,
+        bob_session,
+        None,
+        vec![Splice {
+            index: 1,
+            delete: 0,
+            insert: "y".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(svc.list_documents(&bob).await.unwrap().len(), 1);
+    assert_eq!(svc.list_documents(&dave).await.unwrap().len(), 0);
+    svc.set_collaborator(doc.id, &alice(), &bob, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.get_document(doc.id, &bob).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert_eq!(svc.collaborators(doc.id, &carol).await.unwrap().len(), 2);
+}
