@@ -11,6 +11,7 @@ mod automerge;
 mod cola;
 mod diamond_types;
 mod loro;
+mod rga;
 mod rope;
 mod yrs;
 
@@ -21,6 +22,7 @@ use crate::traces::{Measured, measure};
 
 /// Every implementation, in table order; the runner takes a ratio to the one named `rga`.
 pub const ALL: &[Entry] = &[
+    entry::<rga::RgaCrate>(),
     entry::<diamond_types::DiamondTypes>(),
     entry::<cola::Cola>(),
     entry::<yrs::Yrs>(),

@@ -14,7 +14,7 @@
 
 use crate::error::OpError;
 use crate::id::{CharId, IdRange, Precedence, S4Vector};
-use crate::log::{DeleteRec, Entry, InsertRun, Kind, LvRange, UpdateRec};
+use crate::log::{DelTargets, DeleteRec, Entry, InsertRun, Kind, LvRange, UpdateRec};
 use crate::op::{Change, Op};
 use crate::replica::Rga;
 use crate::tree::{NONE, Pos, Span};
@@ -259,10 +259,10 @@ impl Rga {
                 ))
             }
             Op::Delete { .. } | Op::Update { .. } => {
-                let Some((e, _)) = self.entry_at(agent, id.seq) else {
+                let Some((e, off)) = self.entry_at(agent, id.seq) else {
                     return conflict;
                 };
-                let stored = self.op_of(e.kind, 0);
+                let stored = self.op_of(e.kind, off);
                 let same = match (&stored, &op) {
                     (Op::Delete { id: a, targets: ta }, Op::Delete { id: b, targets: tb }) => {
                         a == b && merged_ranges(ta) == merged_ranges(tb)
@@ -509,12 +509,13 @@ impl Rga {
 
     /// Integrates a validated insert run. `local` runs have the highest precedence of all
     /// elements, so they skip nothing.
+    /// Returns the place of the last new char.
     pub(crate) fn integrate_insert(
         &mut self,
         r: NewRun<'_>,
         local: bool,
         changes: Option<&mut Vec<Change>>,
-    ) {
+    ) -> Pos {
         let lv = self.content.len() as u32;
         let parent_pos = r
             .parent_pos
@@ -580,12 +581,73 @@ impl Rga {
         let n = r.n as u64;
         self.note_applied(r.agent, r.id.ssn, r.id.sum + n - 1, r.id.seq + n, n);
         if let Some(changes) = changes {
-            let index = self.tree.counts_before(start).0 as usize;
+            let index = self.tree.vis_before(start) as usize;
             changes.push(Change::Insert {
                 index,
                 text: r.text.to_owned(),
             });
         }
+        let last = self.tree.span(start.leaf, start.idx).len() - 1;
+        Pos { off: last, ..start }
+    }
+
+    /// Appends a one-char delete to the last log record when that is a run of deletes by the same
+    /// site right before it (same session, next seq and sum, target next to the previous one,
+    /// nothing applied in between). Backspacing then costs no record at all.
+    fn extend_delete_run(&mut self, agent: u32, id: &S4Vector, targets: &[LvRange]) -> bool {
+        let [t] = targets else { return false };
+        let Some(last) = self.deletes.last_mut() else {
+            return false;
+        };
+        let k = last.ops() as u64;
+        if t.len != 1
+            || last.agent != agent
+            || last.ssn != id.ssn
+            || last.order + 1 != self.next_order
+            || last.seq + k != id.seq
+            || last.sum + k != id.sum
+        {
+            return false;
+        }
+        let lv = t.start;
+        last.targets = match last.targets {
+            DelTargets::Run {
+                start,
+                n,
+                backwards: true,
+            } if start.checked_sub(n) == Some(lv) => DelTargets::Run {
+                start,
+                n: n + 1,
+                backwards: true,
+            },
+            DelTargets::Run {
+                start,
+                n,
+                backwards: false,
+            } if start + n == lv => DelTargets::Run {
+                start,
+                n: n + 1,
+                backwards: false,
+            },
+            DelTargets::List { first, count: 1 } => {
+                let prev = self.del_targets[first as usize];
+                if prev.len != 1 || (lv + 1 != prev.start && lv != prev.start + 1) {
+                    return false;
+                }
+                // The record's only target is the last one stored: it moves into the run.
+                self.del_targets.truncate(first as usize);
+                DelTargets::Run {
+                    start: prev.start,
+                    n: 2,
+                    backwards: lv + 1 == prev.start,
+                }
+            }
+            _ => return false,
+        };
+        if let Some(e) = self.agents[agent as usize].entries.last_mut() {
+            e.len += 1;
+        }
+        true
     }
 
     /// Integrates a validated delete of `targets`.
@@ -596,33 +658,44 @@ impl Rga {
         targets: &[LvRange],
         mut changes: Option<&mut Vec<Change>>,
     ) {
-        let d = self.deletes.len() as u32;
-        self.deletes.push(DeleteRec {
-            ssn: id.ssn,
-            agent,
-            sum: id.sum,
-            seq: id.seq,
-            first: self.del_targets.len() as u32,
-            count: targets.len() as u32,
-            order: self.next_order,
-        });
-        self.next_order += 1;
-        self.del_targets.extend_from_slice(targets);
-        self.agents[agent as usize].entries.push(Entry {
-            seq: id.seq,
-            len: 1,
-            kind: Kind::Delete(d),
-        });
-        for t in targets {
-            self.tree.delete(t.start, t.len, |index, len| {
-                if let Some(c) = changes.as_deref_mut() {
-                    let (index, len) = (index as usize, len as usize);
-                    match c.last_mut() {
-                        Some(Change::Delete { index: i, len: l }) if *i == index => *l += len,
-                        _ => c.push(Change::Delete { index, len }),
-                    }
-                }
+        let report_changes = changes.is_some();
+        if !self.extend_delete_run(agent, &id, targets) {
+            let d = self.deletes.len() as u32;
+            self.deletes.push(DeleteRec {
+                ssn: id.ssn,
+                agent,
+                sum: id.sum,
+                seq: id.seq,
+                order: self.next_order,
+                targets: DelTargets::List {
+                    first: self.del_targets.len() as u32,
+                    count: targets.len() as u32,
+                },
             });
+            self.next_order += 1;
+            self.del_targets.extend_from_slice(targets);
+            self.agents[agent as usize].entries.push(Entry {
+                seq: id.seq,
+                len: 1,
+                kind: Kind::Delete(d),
+            });
+        }
+        let mut report = |index: u32, len: u32| {
+            if let Some(c) = changes.as_deref_mut() {
+                let (index, len) = (index as usize, len as usize);
+                match c.last_mut() {
+                    Some(Change::Delete { index: i, len: l }) if *i == index => *l += len,
+                    _ => c.push(Change::Delete { index, len }),
+                }
+            }
+        };
+        let reporting = report_changes;
+        for t in targets {
+            self.tree.delete(
+                t.start,
+                t.len,
+                if reporting { Some(&mut report) } else { None },
+            );
         }
         self.note_applied(agent, id.ssn, id.sum, id.seq + 1, 1);
     }
@@ -669,7 +742,7 @@ impl Rga {
             && !self.tree.span(p.leaf, p.idx).deleted()
             && old != value
         {
-            let index = self.tree.counts_before(p).0 as usize;
+            let index = self.tree.vis_before(p) as usize;
             changes.push(Change::Delete { index, len: 1 });
             changes.push(Change::Insert {
                 index,

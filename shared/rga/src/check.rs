@@ -44,8 +44,10 @@ impl Rga {
         // Tombstones are exactly the targets of deletes.
         let mut targeted = vec![false; n];
         for d in &self.deletes {
-            for t in &self.del_targets[d.first as usize..(d.first + d.count) as usize] {
-                targeted[t.start as usize..t.end() as usize].fill(true);
+            for k in 0..d.ops() {
+                for t in self.delete_targets(d, k).as_slice() {
+                    targeted[t.start as usize..t.end() as usize].fill(true);
+                }
             }
         }
         for s in self.tree.spans() {

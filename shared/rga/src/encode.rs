@@ -1,12 +1,13 @@
 //! The binary snapshot of a whole replica: sites, the operation log (with each insert's
 //! reference, so that catch-up after decoding sends the same operations), the text of every
-//! inserted character, the document order with tombstones, and the waiting operations.
+//! inserted character (LZ4-compressed), and the waiting operations.
 //!
 //! Layout (integers are LEB128 varints, `z` marks zigzag-signed ones):
 //!
 //! ```text
-//! "RGA" 1 | ssn | sites: n, sid* | records: n, record* | content: byte length, UTF-8
-//!         | order: n, (z lv delta, len << 1 | deleted)* | waiting ops: n, op*
+//! "RGA" 2 | ssn | sites: n, sid* | records: byte length, compressed length, LZ4 block of
+//!         (n, record*) | content: UTF-8 byte length, compressed length, LZ4 block
+//!         | waiting ops: n, op*
 //! record  = head byte (kind | ssn-changed << 2 | backwards << 3) [ssn] agent z-sum-delta body
 //!   insert      : len, parent distance (0 = head)
 //!   delete      : n, (z start delta, len)*
@@ -16,19 +17,21 @@
 //! ```
 //!
 //! Sequence numbers are not stored: a site's operations appear in sequence order, so the decoder
-//! counts them. Decoding validates everything it rebuilds (S4Vector rules, references, that the
-//! document order covers each character once and that tombstones are exactly the delete
-//! targets), so arbitrary bytes give a `DecodeError`, never a panic or an inconsistent replica.
+//! counts them. Nor is the document order: it is a function of the references and precedences
+//! (the preorder of the insertion tree, siblings by descending precedence), which the decoder
+//! recomputes per run in O(r log r) for r runs, so no stored order can contradict the RGA rules.
+//! Decoding validates the S4Vector rules, references and targets, so arbitrary bytes give a
+//! `DecodeError`, never a panic or an inconsistent replica.
 
 use crate::error::DecodeError;
 use crate::id::{CharId, IdRange, Precedence, S4Vector, SiteId};
-use crate::log::{Agent, DeleteRec, Entry, InsertRun, Kind, LvRange, UpdateRec};
+use crate::log::{Agent, DelTargets, DeleteRec, Entry, InsertRun, Kind, LvRange, UpdateRec};
 use crate::op::Op;
 use crate::replica::Rga;
 use crate::tree::{NONE, Span, Tree};
 
 const MAGIC: &[u8; 3] = b"RGA";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 const K_INSERT: u8 = 0;
 const K_DELETE: u8 = 1;
 const K_UPDATE: u8 = 2;
@@ -173,16 +176,22 @@ impl Rga {
                     (K_UPDATE, u.agent, u.ssn, u.sum)
                 }
             };
-            let (run_len, backwards) = if kind == K_DELETE {
-                self.delete_run_at(&recs[i..])
-            } else {
-                (1, false)
+            let run = match recs[i].1 {
+                Rec::Delete(d) => match self.deletes[d as usize].targets {
+                    DelTargets::Run {
+                        start,
+                        n,
+                        backwards,
+                    } => Some((start, n, backwards)),
+                    DelTargets::List { .. } => None,
+                },
+                _ => None,
             };
-            let mut head = if run_len > 1 { K_DELETE_RUN } else { kind };
+            let mut head = if run.is_some() { K_DELETE_RUN } else { kind };
             if rec_ssn != ssn {
                 head |= SSN_CHANGED;
             }
-            if backwards {
+            if run.is_some_and(|r| r.2) {
                 head |= BACKWARDS;
             }
             records.push(head);
@@ -209,19 +218,22 @@ impl Rga {
                     );
                     last_sum[agent as usize] = r.sum + r.len as u64 - 1;
                 }
-                Rec::Delete(d) if run_len > 1 => {
-                    let t = self.del_targets[self.deletes[d as usize].first as usize];
-                    put(&mut records, run_len as u64);
-                    put_z(&mut records, t.start as i64 - last_target as i64);
-                    let last =
-                        self.del_targets[self.deletes[d as usize + run_len - 1].first as usize];
-                    last_target = last.end();
-                    last_sum[agent as usize] = sum + run_len as u64 - 1;
+                Rec::Delete(_) if run.is_some() => {
+                    let (start, n, backwards) = run.unwrap_or_default();
+                    put(&mut records, n as u64);
+                    put_z(&mut records, start as i64 - last_target as i64);
+                    last_target = if backwards {
+                        start - (n - 1)
+                    } else {
+                        start + (n - 1)
+                    } + 1;
+                    last_sum[agent as usize] = sum + n as u64 - 1;
                 }
                 Rec::Delete(d) => {
                     let d = &self.deletes[d as usize];
-                    put(&mut records, d.count as u64);
-                    for t in &self.del_targets[d.first as usize..(d.first + d.count) as usize] {
+                    let targets = self.delete_targets(d, 0);
+                    put(&mut records, targets.as_slice().len() as u64);
+                    for t in targets.as_slice() {
                         put_z(&mut records, t.start as i64 - last_target as i64);
                         put(&mut records, t.len as u64);
                         last_target = t.end();
@@ -235,60 +247,26 @@ impl Rga {
                     last_sum[agent as usize] = sum;
                 }
             }
-            i += run_len;
+            i += 1;
         }
-        put(&mut out, count);
-        out.extend_from_slice(&records);
+        let mut section = Vec::with_capacity(records.len() + 10);
+        put(&mut section, count);
+        section.extend_from_slice(&records);
+        let packed = lz4_flex::block::compress(&section);
+        put(&mut out, section.len() as u64);
+        put(&mut out, packed.len() as u64);
+        out.extend_from_slice(&packed);
         let text: String = self.content.iter().collect();
+        let packed = lz4_flex::block::compress(text.as_bytes());
         put(&mut out, text.len() as u64);
-        out.extend_from_slice(text.as_bytes());
-        let spans: Vec<Span> = self.tree.spans().collect();
-        put(&mut out, spans.len() as u64);
-        let mut prev_end = 0u32;
-        for s in &spans {
-            put_z(&mut out, s.lv as i64 - prev_end as i64);
-            put(&mut out, ((s.len() as u64) << 1) | s.deleted() as u64);
-            prev_end = s.end();
-        }
+        put(&mut out, packed.len() as u64);
+        out.extend_from_slice(&packed);
         let pending: Vec<&Op> = self.pending.ops().collect();
         put(&mut out, pending.len() as u64);
         for op in pending {
             encode_op(op, &mut out);
         }
         out
-    }
-
-    /// How many records from the start of `recs` (a delete first) form a run of one-char deletes
-    /// by one site with consecutive sums and adjacent targets, and whether they go backwards.
-    fn delete_run_at(&self, recs: &[(u32, Rec)]) -> (usize, bool) {
-        let single = |rec: &Rec| -> Option<(&DeleteRec, LvRange)> {
-            let Rec::Delete(d) = *rec else { return None };
-            let d = &self.deletes[d as usize];
-            let t = self.del_targets[d.first as usize];
-            (d.count == 1 && t.len == 1).then_some((d, t))
-        };
-        let Some((d0, t0)) = single(&recs[0].1) else {
-            return (1, false);
-        };
-        let mut backwards = None;
-        let mut n = 1;
-        while let Some((d, t)) = recs.get(n).and_then(|r| single(&r.1)) {
-            let k = n as u64;
-            if d.agent != d0.agent || d.ssn != d0.ssn || d.sum != d0.sum + k {
-                break;
-            }
-            let back = t.start as i64 == t0.start as i64 - k as i64;
-            let fwd = t.start as i64 == t0.start as i64 + k as i64;
-            let dir = match (back, fwd, backwards) {
-                (true, _, None | Some(true)) => true,
-                (_, true, None | Some(false)) => false,
-                _ => break,
-            };
-            // A run's deletes must come from records that really are consecutive in the log.
-            backwards = Some(dir);
-            n += 1;
-        }
-        (n, backwards.unwrap_or(false))
     }
 
     /// Decodes a replica written by [`Rga::encode`]. Any malformed input is an error.
@@ -316,11 +294,28 @@ impl Rga {
                 entries: Vec::new(),
             });
         }
+        let records_len = r.u64()?;
+        let packed_len = r.count()?;
+        // LZ4 expands at most 255-fold; refuse sizes no block could produce before allocating.
+        if records_len > packed_len as u64 * 255 + 16 {
+            return Err(malformed(
+                "record section larger than its compressed form allows",
+            ));
+        }
+        let records = lz4_flex::block::decompress(r.bytes(packed_len)?, records_len as usize)
+            .map_err(|_| malformed("records do not decompress"))?;
+        let outer = r;
+        let mut r = Reader {
+            buf: &records,
+            pos: 0,
+        };
         let n_records = r.count()?;
         let mut ssn = 0u32;
         let mut last_sum = vec![0u64; n_agents];
         let mut last_target = 0u32;
         let mut lv_count = 0u32;
+        // The run of each lv, for constant-time lookups while validating.
+        let mut lv_run: Vec<u32> = Vec::new();
         for _ in 0..n_records {
             let head = r.byte()?;
             if head & !(3 | SSN_CHANGED | BACKWARDS) != 0 {
@@ -363,7 +358,7 @@ impl Rga {
                         let p = lv_count
                             .checked_sub(dist)
                             .ok_or(malformed("reference after its insert"))?;
-                        if doc.char_prec(doc.run_of(p), p) >= id.precedence() {
+                        if doc.char_prec(lv_run[p as usize], p) >= id.precedence() {
                             return Err(malformed("insert does not exceed its reference"));
                         }
                         p
@@ -385,6 +380,7 @@ impl Rga {
                         kind: Kind::Insert(run),
                     });
                     lv_count += len;
+                    lv_run.resize(lv_count as usize, run);
                     doc.finish_record(agent, ssn, sum + len as u64 - 1, len as u64);
                     last_sum[agent as usize] = sum + len as u64 - 1;
                 }
@@ -397,53 +393,67 @@ impl Rga {
                     for _ in 0..count {
                         let start = offset_u32(last_target, r.i64()?)?;
                         let len = r.u32()?;
-                        let t = doc.check_target(start, len, lv_count, id.precedence())?;
+                        let t = doc.check_target(start, len, &lv_run, id.precedence())?;
                         doc.del_targets.push(t);
                         last_target = t.end();
                     }
-                    doc.push_delete(agent, id, first, count as u32);
+                    doc.push_delete(
+                        agent,
+                        id,
+                        DelTargets::List {
+                            first,
+                            count: count as u32,
+                        },
+                    );
                     last_sum[agent as usize] = sum;
                 }
                 K_DELETE_RUN => {
                     let count = r.count()?;
-                    if count < 2 {
+                    if count < 2 || count > u32::MAX as usize {
                         return Err(malformed("delete run shorter than 2"));
                     }
+                    let n = count as u32;
                     let start = offset_u32(last_target, r.i64()?)?;
-                    let back = head & BACKWARDS != 0;
-                    for k in 0..count as u32 {
-                        let lv = if back {
-                            start.checked_sub(k)
-                        } else {
-                            start.checked_add(k)
-                        }
-                        .ok_or(malformed("delete run out of range"))?;
-                        let a = &doc.agents[agent as usize];
-                        let sum_k = sum
-                            .checked_add(k as u64)
-                            .ok_or(malformed("identifiers overflow"))?;
-                        let id = S4Vector {
-                            ssn,
-                            sum: sum_k,
-                            sid: a.sid,
-                            seq: a.next_seq,
-                        };
-                        if k > 0 && sum_k < id.seq {
-                            return Err(malformed("seq exceeds sum"));
-                        }
-                        let t = doc.check_target(lv, 1, lv_count, id.precedence())?;
-                        let first = doc.del_targets.len() as u32;
-                        doc.del_targets.push(t);
-                        doc.push_delete(agent, id, first, 1);
-                        last_target = t.end();
+                    let backwards = head & BACKWARDS != 0;
+                    if sum.checked_add(count as u64).is_none() || (backwards && start < n - 1) {
+                        return Err(malformed("delete run out of range"));
                     }
+                    for k in 0..n {
+                        let lv = if backwards {
+                            start - k
+                        } else {
+                            start
+                                .checked_add(k)
+                                .ok_or(malformed("delete run out of range"))?
+                        };
+                        let prec = Precedence {
+                            ssn,
+                            sum: sum + k as u64,
+                            sid: id.sid,
+                        };
+                        doc.check_target(lv, 1, &lv_run, prec)?;
+                    }
+                    last_target = if backwards {
+                        start - (n - 1)
+                    } else {
+                        start + (n - 1)
+                    } + 1;
+                    doc.push_delete(
+                        agent,
+                        id,
+                        DelTargets::Run {
+                            start,
+                            n,
+                            backwards,
+                        },
+                    );
                     last_sum[agent as usize] = sum + (count as u64 - 1);
                 }
                 _ => {
                     let target = r.u32()?;
                     let value =
                         char::from_u32(r.u32()?).ok_or(malformed("update value is not a char"))?;
-                    doc.check_target(target, 1, lv_count, id.precedence())?;
+                    doc.check_target(target, 1, &lv_run, id.precedence())?;
                     let u = doc.updates.len() as u32;
                     doc.updates.push(UpdateRec {
                         ssn,
@@ -469,51 +479,48 @@ impl Rga {
                 }
             }
         }
-        let text_len = r.count()?;
-        let text =
-            std::str::from_utf8(r.bytes(text_len)?).map_err(|_| malformed("text is not UTF-8"))?;
-        doc.content = text.chars().collect();
+        if r.pos != records.len() {
+            return Err(malformed("trailing bytes after the records"));
+        }
+        let mut r = outer;
+        let text_len = r.u64()?;
+        if text_len > lv_count as u64 * 4 {
+            return Err(malformed("text longer than its characters"));
+        }
+        let packed_len = r.count()?;
+        let text = lz4_flex::block::decompress(r.bytes(packed_len)?, text_len as usize)
+            .map_err(|_| malformed("text does not decompress"))?;
+        let text = std::str::from_utf8(&text).map_err(|_| malformed("text is not UTF-8"))?;
+        doc.content.reserve_exact(lv_count as usize);
+        if text.is_ascii() {
+            doc.content.extend(text.bytes().map(char::from));
+        } else {
+            doc.content.extend(text.chars());
+        }
         if doc.content.len() != lv_count as usize {
             return Err(malformed(
                 "text length differs from the inserted characters",
             ));
         }
-        let n_spans = r.count()?;
-        let mut spans = Vec::with_capacity(n_spans);
-        let mut covered = vec![false; lv_count as usize];
-        let mut targeted = vec![false; lv_count as usize];
-        for t in &doc.del_targets {
-            targeted[t.start as usize..t.end() as usize].fill(true);
-        }
-        let mut prev_end = 0u32;
-        for _ in 0..n_spans {
-            let lv = offset_u32(prev_end, r.i64()?)?;
-            let packed = r.u64()?;
-            let len = u32::try_from(packed >> 1).map_err(|_| malformed("span too long"))?;
-            let deleted = packed & 1 == 1;
-            let end = lv
-                .checked_add(len)
-                .filter(|&e| len > 0 && e <= lv_count)
-                .ok_or(malformed("span out of range"))?;
-            let run = doc.run_of(lv);
-            if doc.run_of(end - 1) != run {
-                return Err(malformed("span crosses runs"));
-            }
-            for i in lv as usize..end as usize {
-                if std::mem::replace(&mut covered[i], true) {
-                    return Err(malformed("character placed twice"));
+        let mut deleted = vec![false; lv_count as usize];
+        for d in &doc.deletes {
+            match d.targets {
+                DelTargets::Run {
+                    start,
+                    n,
+                    backwards,
+                } => {
+                    let first = if backwards { start + 1 - n } else { start };
+                    deleted[first as usize..(first + n) as usize].fill(true);
                 }
-                if targeted[i] != deleted {
-                    return Err(malformed("tombstones differ from the delete targets"));
+                DelTargets::List { .. } => {
+                    for t in doc.delete_targets(d, 0).as_slice() {
+                        deleted[t.start as usize..t.end() as usize].fill(true);
+                    }
                 }
             }
-            spans.push(Span::new(lv, len, run, deleted));
-            prev_end = end;
         }
-        if covered.iter().any(|c| !c) {
-            return Err(malformed("character missing from the document order"));
-        }
-        doc.check_order(&spans)?;
+        let spans = doc.document_order(&deleted, &lv_run);
         doc.tree = Tree::from_spans(&spans, lv_count);
         let n_pending = r.count()?;
         let mut pending = Vec::with_capacity(n_pending);
@@ -539,58 +546,170 @@ impl Rga {
         self.next_order += 1;
     }
 
-    fn push_delete(&mut self, agent: u32, id: S4Vector, first: u32, count: u32) {
+    fn push_delete(&mut self, agent: u32, id: S4Vector, targets: DelTargets) {
         let d = self.deletes.len() as u32;
-        self.deletes.push(DeleteRec {
+        let rec = DeleteRec {
             ssn: id.ssn,
             agent,
             sum: id.sum,
             seq: id.seq,
-            first,
-            count,
             order: self.next_order,
-        });
+            targets,
+        };
+        let n = rec.ops();
+        self.deletes.push(rec);
         self.agents[agent as usize].entries.push(Entry {
             seq: id.seq,
-            len: 1,
+            len: n,
             kind: Kind::Delete(d),
         });
-        self.finish_record(agent, id.ssn, id.sum, 1);
+        self.finish_record(agent, id.ssn, id.sum + (n as u64 - 1), n as u64);
     }
 
-    /// Checks that `spans` list the characters in the preorder of the insertion tree (each
-    /// character a child of its reference) with siblings in descending precedence: the only
-    /// order the RGA rules can produce. One pass with a stack holding the path from the head to
-    /// the previous character: a character's parent must be on that path, and the sibling
-    /// before it (the child of the parent popped last) must have higher precedence.
-    fn check_order(&self, spans: &[Span]) -> Result<(), DecodeError> {
-        let bad = || malformed("document order breaks the RGA rules");
-        let mut on_path = vec![false; self.content.len()];
-        let mut path: Vec<u32> = Vec::new();
-        for s in spans {
-            for lv in s.lv..s.end() {
-                let parent = self.parent_of(s.run, lv);
-                if parent != NONE && !on_path[parent as usize] {
-                    return Err(bad());
-                }
-                let mut sibling = None;
-                while let Some(&top) = path.last() {
-                    if top == parent {
-                        break;
-                    }
-                    on_path[top as usize] = false;
-                    sibling = path.pop();
-                }
-                if let Some(sib) = sibling
-                    && self.char_prec(self.run_of(sib), sib) <= self.char_prec(s.run, lv)
-                {
-                    return Err(bad());
-                }
-                on_path[lv as usize] = true;
-                path.push(lv);
+    /// The document order implied by the runs' references and precedences: the preorder of the
+    /// insertion tree, where each char is a child of its reference (char k + 1 of a run is a
+    /// child of char k) and siblings come in descending precedence. Computed per run with an
+    /// explicit stack; `deleted` splits the result into visible and tombstone spans.
+    fn document_order(&self, deleted: &[bool], lv_run: &[u32]) -> Vec<Span> {
+        // Children of each run, by (offset of the parent char, descending precedence): grouped
+        // by parent with a counting pass, then each (usually tiny) group sorted.
+        let head = self.runs.len() as u32;
+        let parent_of = |run: &InsertRun| {
+            if run.parent == NONE {
+                (head, 0)
+            } else {
+                let p = lv_run[run.parent as usize];
+                (p, run.parent - self.runs[p as usize].lv)
+            }
+        };
+        let mut first_kid = vec![0u32; self.runs.len() + 2];
+        for run in &self.runs {
+            first_kid[parent_of(run).0 as usize + 1] += 1;
+        }
+        for i in 1..first_kid.len() {
+            first_kid[i] += first_kid[i - 1];
+        }
+        let mut fill = first_kid.clone();
+        let mut kids = vec![
+            (
+                0u32,
+                0u32,
+                std::cmp::Reverse(Precedence {
+                    ssn: 0,
+                    sum: 0,
+                    sid: SiteId(0)
+                }),
+                0u32
+            );
+            self.runs.len()
+        ];
+        for (i, run) in self.runs.iter().enumerate() {
+            let (p, k) = parent_of(run);
+            let prec = std::cmp::Reverse(self.char_prec(i as u32, run.lv));
+            kids[fill[p as usize] as usize] = (p, k, prec, i as u32);
+            fill[p as usize] += 1;
+        }
+        for g in first_kid.windows(2) {
+            let group = &mut kids[g[0] as usize..g[1] as usize];
+            if group.len() > 1 {
+                group.sort_unstable();
             }
         }
-        Ok(())
+        struct Frame {
+            run: u32,
+            k: u32,
+            kid: u32,
+            deferred: usize,
+        }
+        let mut out: Vec<Span> = Vec::new();
+        let mut emit = |run: u32, lv: u32, len: u32| match out.last_mut() {
+            Some(s) if s.run == run && s.end() == lv => {
+                *s = Span::new(s.lv, s.len() + len, run, false)
+            }
+            _ => out.push(Span::new(lv, len, run, false)),
+        };
+        let mut stack: Vec<Frame> = Vec::new();
+        // Children whose precedence is below the next char of their parent's run: they come
+        // after the rest of that run's subtree.
+        let mut deferred: Vec<u32> = Vec::new();
+        let head_kids =
+            &kids[first_kid[head as usize] as usize..first_kid[head as usize + 1] as usize];
+        for k in head_kids.iter().rev() {
+            stack.push(Frame {
+                run: k.3,
+                k: 0,
+                kid: first_kid[k.3 as usize],
+                deferred: 0,
+            });
+        }
+        let mut hi: Vec<u32> = Vec::new();
+        while let Some(f) = stack.last_mut() {
+            let run = &self.runs[f.run as usize];
+            if f.k < run.len {
+                let end = first_kid[f.run as usize + 1];
+                // Chars up to the next one with children (or the run's end) come in one piece.
+                let stop = if f.kid < end {
+                    kids[f.kid as usize].1
+                } else {
+                    run.len - 1
+                };
+                emit(f.run, run.lv + f.k, stop - f.k + 1);
+                f.k = stop;
+                let lv = run.lv + f.k;
+                let next = (f.k + 1 < run.len).then(|| self.char_prec(f.run, lv + 1));
+                hi.clear();
+                let lo_start = deferred.len();
+                while f.kid < end && kids[f.kid as usize].1 == f.k {
+                    let (_, _, std::cmp::Reverse(prec), child) = kids[f.kid as usize];
+                    if next.is_some_and(|n| prec < n) {
+                        deferred.push(child);
+                    } else {
+                        hi.push(child);
+                    }
+                    f.kid += 1;
+                }
+                // Deferred ones pop in descending precedence.
+                deferred[lo_start..].reverse();
+                f.k += 1;
+                for &child in hi.iter().rev() {
+                    let d = deferred.len();
+                    stack.push(Frame {
+                        run: child,
+                        k: 0,
+                        kid: first_kid[child as usize],
+                        deferred: d,
+                    });
+                }
+            } else {
+                let mark = f.deferred;
+                stack.pop();
+                let lo: Vec<u32> = deferred.drain(mark..).collect();
+                for &child in &lo {
+                    let d = deferred.len();
+                    stack.push(Frame {
+                        run: child,
+                        k: 0,
+                        kid: first_kid[child as usize],
+                        deferred: d,
+                    });
+                }
+            }
+        }
+        // Split by tombstones.
+        let mut spans = Vec::with_capacity(out.len() * 2);
+        for s in out {
+            let mut at = s.lv;
+            while at < s.end() {
+                let d = deleted[at as usize];
+                let run_end = deleted[at as usize..s.end() as usize]
+                    .iter()
+                    .position(|&x| x != d)
+                    .map_or(s.end(), |i| at + i as u32);
+                spans.push(Span::new(at, run_end - at, s.run, d));
+                at = run_end;
+            }
+        }
+        spans
     }
 
     /// Checks a decoded target: inside one run, already inserted, older than the operation.
@@ -598,15 +717,15 @@ impl Rga {
         &self,
         start: u32,
         len: u32,
-        lv_count: u32,
+        lv_run: &[u32],
         op: Precedence,
     ) -> Result<LvRange, DecodeError> {
         let end = start
             .checked_add(len)
-            .filter(|&e| len > 0 && e <= lv_count)
+            .filter(|&e| len > 0 && e as usize <= lv_run.len())
             .ok_or(malformed("target out of range"))?;
-        let run = self.run_of(start);
-        if self.run_of(end - 1) != run {
+        let run = lv_run[start as usize];
+        if lv_run[end as usize - 1] != run {
             return Err(malformed("target crosses runs"));
         }
         if self.char_prec(run, end - 1) >= op {

@@ -15,6 +15,17 @@ use crate::replica::Rga;
 use crate::tree::NONE;
 use crate::version::VersionVector;
 
+/// Where the last local insert ended, valid while the tree's edit counter is unchanged.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Typing {
+    pub site: SiteId,
+    /// The index just after the last inserted char.
+    pub index: u32,
+    /// The last inserted char.
+    pub last: crate::tree::Pos,
+    pub edits: u64,
+}
+
 /// The result of [`Rga::splice`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalEdit {
@@ -80,10 +91,20 @@ impl Rga {
         let (parent, parent_pos) = if index == 0 {
             (NONE, None)
         } else {
-            let p = self.tree.find_vis(index as u32 - 1);
+            // Typing on where the last insert ended needs no lookup.
+            let p = match self.typing {
+                Some(t)
+                    if t.site == site
+                        && t.index as usize == index
+                        && t.edits == self.tree.edits() =>
+                {
+                    t.last
+                }
+                _ => self.tree.find_vis(index as u32 - 1),
+            };
             (self.tree.span(p.leaf, p.idx).lv + p.off, Some(p))
         };
-        self.integrate_insert(
+        let last = self.integrate_insert(
             NewRun {
                 agent,
                 id,
@@ -95,6 +116,12 @@ impl Rga {
             true,
             changes,
         );
+        self.typing = Some(Typing {
+            site,
+            index: (index + n as usize) as u32,
+            last,
+            edits: self.tree.edits(),
+        });
     }
 
     /// Deletes `len` chars starting at `index` as `site`.

@@ -40,16 +40,51 @@ impl LvRange {
     }
 }
 
+/// A delete, or a run of one-char deletes by one site with consecutive sequence numbers and
+/// sums whose targets are adjacent (backspacing or forward-deleting): delete `k` of a run has
+/// S4Vector `(ssn, sum + k, sid, seq + k)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DeleteRec {
     pub ssn: u32,
     pub agent: u32,
     pub sum: u64,
     pub seq: u64,
-    /// Index of the first target in `Rga::del_targets`.
-    pub first: u32,
-    pub count: u32,
     pub order: u32,
+    pub targets: DelTargets,
+}
+
+/// The targets of a [`DeleteRec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DelTargets {
+    /// One delete: targets `Rga::del_targets[first .. first + count]`.
+    List { first: u32, count: u32 },
+    /// `n` deletes; delete `k` targets the char `start - k` (backwards) or `start + k`.
+    Run { start: u32, n: u32, backwards: bool },
+}
+
+impl DeleteRec {
+    /// How many deletes the record holds.
+    pub fn ops(&self) -> u32 {
+        match self.targets {
+            DelTargets::List { .. } => 1,
+            DelTargets::Run { n, .. } => n,
+        }
+    }
+}
+
+/// The targets of one delete: a slice of `del_targets` or the single char of a run's delete.
+pub(crate) enum Targets<'a> {
+    Slice(&'a [LvRange]),
+    One([LvRange; 1]),
+}
+
+impl Targets<'_> {
+    pub fn as_slice(&self) -> &[LvRange] {
+        match self {
+            Targets::Slice(s) => s,
+            Targets::One(a) => a,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,11 +132,22 @@ pub(crate) struct Agent {
 
 impl Rga {
     pub(crate) fn agent_of(&self, site: SiteId) -> Option<u32> {
+        if let Some((s, a)) = self.last_agent
+            && s == site
+        {
+            return Some(a);
+        }
         self.sites.get(&site).copied()
     }
 
     pub(crate) fn agent_or_new(&mut self, site: SiteId) -> u32 {
+        if let Some((s, a)) = self.last_agent
+            && s == site
+        {
+            return a;
+        }
         if let Some(&a) = self.sites.get(&site) {
+            self.last_agent = Some((site, a));
             return a;
         }
         let a = self.agents.len() as u32;
@@ -112,6 +158,7 @@ impl Rga {
             entries: Vec::new(),
         });
         self.sites.insert(site, a);
+        self.last_agent = Some((site, a));
         a
     }
 
@@ -209,7 +256,7 @@ impl Rga {
                 let d = &self.deletes[d as usize];
                 S4Vector {
                     ssn: d.ssn,
-                    sum: d.sum,
+                    sum: d.sum + off,
                     sid,
                     seq,
                 }
@@ -273,7 +320,9 @@ impl Rga {
             }
             Kind::Delete(d) => {
                 let d = &self.deletes[d as usize];
-                let targets = self.del_targets[d.first as usize..(d.first + d.count) as usize]
+                let targets = self
+                    .delete_targets(d, off as u32)
+                    .as_slice()
                     .iter()
                     .map(|&t| self.lv_range_ids(t))
                     .collect();
@@ -281,9 +330,9 @@ impl Rga {
                 Op::Delete {
                     id: S4Vector {
                         ssn: d.ssn,
-                        sum: d.sum,
+                        sum: d.sum + off,
                         sid,
-                        seq: d.seq,
+                        seq: d.seq + off,
                     },
                     targets,
                 }
@@ -303,6 +352,34 @@ impl Rga {
                     value: u.value,
                 }
             }
+        }
+    }
+
+    /// The targets of delete `k` of record `d`.
+    pub(crate) fn delete_targets(&self, d: &DeleteRec, k: u32) -> Targets<'_> {
+        match d.targets {
+            DelTargets::List { first, count } => {
+                Targets::Slice(&self.del_targets[first as usize..(first + count) as usize])
+            }
+            DelTargets::Run {
+                start, backwards, ..
+            } => {
+                let lv = if backwards { start - k } else { start + k };
+                Targets::One([LvRange { start: lv, len: 1 }])
+            }
+        }
+    }
+
+    /// Appends the operations of log entry `kind` from offset `off` on (each delete of a delete
+    /// run is an operation of its own).
+    fn push_ops(&self, kind: Kind, off: u64, out: &mut Vec<Op>) {
+        match kind {
+            Kind::Delete(d) => {
+                for k in off..self.deletes[d as usize].ops() as u64 {
+                    out.push(self.op_of(kind, k));
+                }
+            }
+            _ => out.push(self.op_of(kind, off)),
         }
     }
 
@@ -329,10 +406,11 @@ impl Rga {
             }
         }
         picks.sort_unstable_by_key(|p| p.0);
-        picks
-            .into_iter()
-            .map(|(_, kind, off)| self.op_of(kind, off))
-            .collect()
+        let mut out = Vec::with_capacity(picks.len());
+        for (_, kind, off) in picks {
+            self.push_ops(kind, off, &mut out);
+        }
+        out
     }
 
     /// The operations of `site` from sequence number `from` on.
@@ -342,10 +420,11 @@ impl Rga {
         };
         let entries = &self.agents[agent as usize].entries;
         let i = entries.partition_point(|e| e.end() <= from);
-        entries[i..]
-            .iter()
-            .map(|e| self.op_of(e.kind, from.saturating_sub(e.seq)))
-            .collect()
+        let mut out = Vec::new();
+        for e in &entries[i..] {
+            self.push_ops(e.kind, from.saturating_sub(e.seq), &mut out);
+        }
+        out
     }
 
     /// `max(Σ v, highest sum of any operation in v) + 1`: the sum of an operation issued with

@@ -49,6 +49,10 @@ pub struct Rga {
     pub(crate) values: FxHashMap<u32, (Precedence, char)>,
     pub(crate) agents: Vec<Agent>,
     pub(crate) sites: FxHashMap<SiteId, u32>,
+    /// The site used last, with its agent index (most operations come from one site in a row).
+    pub(crate) last_agent: Option<(SiteId, u32)>,
+    /// Where the last local insert ended (typing goes on there).
+    pub(crate) typing: Option<crate::local::Typing>,
     /// Σ v[k] over this replica's version vector.
     pub(crate) clock_total: u64,
     /// Highest sum of any applied operation.
@@ -96,6 +100,8 @@ impl Rga {
             values: FxHashMap::default(),
             agents: Vec::new(),
             sites: FxHashMap::default(),
+            last_agent: None,
+            typing: None,
             clock_total: 0,
             max_sum: 0,
             next_order: 0,
@@ -193,6 +199,6 @@ impl Rga {
     pub fn index_of(&self, id: CharId) -> Option<usize> {
         let lv = self.char_lv(id).ok()??;
         let p = self.tree.find_lv(lv);
-        Some(self.tree.counts_before(p).0 as usize)
+        Some(self.tree.vis_before(p) as usize)
     }
 }

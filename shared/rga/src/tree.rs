@@ -1,6 +1,6 @@
 //! The content tree: every element of the document (tombstones included) in document order,
-//! grouped into spans, stored in a B-tree whose internal nodes count the visible and the total
-//! characters under each child. Index → element and element → index both cost O(log n).
+//! grouped into spans, stored in a B-tree whose internal nodes count the visible characters
+//! under each child. Index → element and element → index both cost O(log n).
 //!
 //! A span is a fragment of one insert run (consecutive characters typed by one site, stored
 //! under consecutive local versions, "lv"), wholly visible or wholly deleted. `lv_leaf[lv]`
@@ -10,13 +10,15 @@
 //! Invariants (checked by [`Tree::check`]):
 //! - leaves are chained by `next` in document order starting at leaf 0, and every leaf but the
 //!   root of an empty tree holds at least one span;
-//! - an internal node's `vis[i]`/`total[i]` are the visible/total characters under child `i`,
-//!   and the tree's `vis_len`/`total_len` are the sums at the root;
+//! - an internal node's `vis[i]` is the number of visible characters under child `i`, and the
+//!   tree's `vis_len` their sum at the root (`total_len` counts tombstones too);
 //! - every `parent` link points at the node that lists the child;
 //! - `lv_leaf[lv]` is the leaf whose span contains `lv`.
 //!
 //! Nodes never underflow: elements are never removed (deletes leave tombstones), so the tree only
 //! grows, and leaves only split.
+
+use std::cell::Cell;
 
 pub(crate) const NONE: u32 = u32::MAX;
 const LEAF_CAP: usize = 32;
@@ -92,7 +94,6 @@ struct Leaf {
 struct Node {
     children: [u32; NODE_CAP],
     vis: [u32; NODE_CAP],
-    total: [u32; NODE_CAP],
     n: u32,
     parent: u32,
     leaf_children: bool,
@@ -103,7 +104,6 @@ impl Node {
         Node {
             children: [NONE; NODE_CAP],
             vis: [0; NODE_CAP],
-            total: [0; NODE_CAP],
             n: 0,
             parent: NONE,
             leaf_children,
@@ -116,14 +116,12 @@ impl Node {
             .position(|&c| c == child)
             .unwrap_or_else(|| broken("child missing from its parent"))
     }
-    fn insert(&mut self, slot: usize, child: u32, vis: u32, total: u32) {
+    fn insert(&mut self, slot: usize, child: u32, vis: u32) {
         let n = self.n as usize;
         self.children.copy_within(slot..n, slot + 1);
         self.vis.copy_within(slot..n, slot + 1);
-        self.total.copy_within(slot..n, slot + 1);
         self.children[slot] = child;
         self.vis[slot] = vis;
-        self.total[slot] = total;
         self.n += 1;
     }
 }
@@ -145,6 +143,24 @@ pub(crate) struct Tree {
     vis_len: u32,
     total_len: u32,
     pub lv_leaf: Vec<u32>,
+    /// The leaf last reached by index and the visible index where it starts. Editing usually
+    /// stays in one place, so most lookups start here instead of at the root. Any change outside
+    /// that leaf (or a split) forgets it.
+    cursor: Cell<Option<(u32, u32)>>,
+    /// Bumped by every change of counts (so by every edit).
+    edits: u64,
+    /// Bumped by every split, which moves spans and children.
+    shape: u64,
+    /// The (node, slot) path from the leaf last counted up to the root, valid for `shape`.
+    path: PathCache,
+}
+
+#[derive(Clone, Copy)]
+struct PathCache {
+    leaf: u32,
+    shape: u64,
+    len: usize,
+    steps: [(u32, u32); 16],
 }
 
 impl Default for Tree {
@@ -162,11 +178,27 @@ impl Default for Tree {
             vis_len: 0,
             total_len: 0,
             lv_leaf: Vec::new(),
+            cursor: Cell::new(None),
+            edits: 0,
+            shape: 0,
+            path: PathCache {
+                leaf: NONE,
+                shape: 0,
+                len: 0,
+                steps: [(0, 0); 16],
+            },
         }
     }
 }
 
 impl Tree {
+    /// A counter that changes with every edit: a place found earlier is still valid while it is
+    /// unchanged.
+    #[inline]
+    pub fn edits(&self) -> u64 {
+        self.edits
+    }
+
     /// Visible characters.
     #[inline]
     pub fn vis_len(&self) -> u32 {
@@ -200,32 +232,47 @@ impl Tree {
     }
 
     /// The visible character at `index` (`index < vis_len`).
-    pub fn find_vis(&self, mut index: u32) -> Pos {
+    pub fn find_vis(&self, index: u32) -> Pos {
         debug_assert!(index < self.vis_len);
+        if let Some((leaf, start)) = self.cursor.get()
+            && index >= start
+            && let Some(p) = self.scan_leaf(leaf, index - start)
+        {
+            return p;
+        }
+        let mut rest = index;
         let mut node = self.root;
         let mut is_leaf = self.root_is_leaf;
         while !is_leaf {
             let n = &self.nodes[node as usize];
             let mut i = 0;
-            while i + 1 < n.n as usize && index >= n.vis[i] {
-                index -= n.vis[i];
+            while i + 1 < n.n as usize && rest >= n.vis[i] {
+                rest -= n.vis[i];
                 i += 1;
             }
             node = n.children[i];
             is_leaf = n.leaf_children;
         }
-        let l = &self.leaves[node as usize];
+        self.cursor.set(Some((node, index - rest)));
+        self.scan_leaf(node, rest)
+            .unwrap_or_else(|| broken("visible index past the end of its leaf"))
+    }
+
+    /// The visible char at `index` counted from the start of `leaf`, if the leaf has it.
+    #[inline]
+    fn scan_leaf(&self, leaf: u32, mut index: u32) -> Option<Pos> {
+        let l = &self.leaves[leaf as usize];
         for (i, s) in l.spans[..l.n as usize].iter().enumerate() {
             if index < s.vis() {
-                return Pos {
-                    leaf: node,
+                return Some(Pos {
+                    leaf,
                     idx: i as u32,
                     off: index,
-                };
+                });
             }
             index -= s.vis();
         }
-        broken("visible index past the end of its leaf")
+        None
     }
 
     /// The element with local version `lv`.
@@ -245,34 +292,33 @@ impl Tree {
         broken("lv_leaf names a leaf without the element")
     }
 
-    /// (visible, total) elements before the place `p` (a gap or an element).
-    pub fn counts_before(&self, p: Pos) -> (u32, u32) {
+    /// Visible elements before the place `p` (a gap or an element).
+    pub fn vis_before(&self, p: Pos) -> u32 {
         let l = &self.leaves[p.leaf as usize];
-        let (mut vis, mut total) = (0u32, 0u32);
+        let mut vis = 0u32;
         for s in &l.spans[..p.idx as usize] {
             vis += s.vis();
-            total += s.len();
         }
-        if p.off > 0 {
-            let s = l.spans[p.idx as usize];
-            total += p.off;
-            if !s.deleted() {
-                vis += p.off;
-            }
+        if p.off > 0 && !l.spans[p.idx as usize].deleted() {
+            vis += p.off;
+        }
+        if let Some((leaf, start)) = self.cursor.get()
+            && leaf == p.leaf
+        {
+            return start + vis;
         }
         let mut child = p.leaf;
         let mut node = l.parent;
+        let mut before = 0u32;
         while node != NONE {
             let n = &self.nodes[node as usize];
             let slot = n.slot_of(child);
-            for i in 0..slot {
-                vis += n.vis[i];
-                total += n.total[i];
-            }
+            before += n.vis[..slot].iter().sum::<u32>();
             child = node;
             node = n.parent;
         }
-        (vis, total)
+        self.cursor.set(Some((p.leaf, before)));
+        before + vis
     }
 
     /// The gap just after element `p`.
@@ -341,9 +387,10 @@ impl Tree {
         self.add_counts(leaf, n as i64, n as i64);
     }
 
-    /// Marks elements `lv .. lv + len` (one run, possibly in several fragments) deleted. Calls
-    /// `on_delete(visible index, count)` for each stretch that was visible, in order.
-    pub fn delete(&mut self, lv: u32, len: u32, mut on_delete: impl FnMut(u32, u32)) {
+    /// Marks elements `lv .. lv + len` (one run, possibly in several fragments) deleted. With
+    /// `on_delete`, calls it with (visible index, count) for each stretch that was visible, in
+    /// order.
+    pub fn delete(&mut self, lv: u32, len: u32, mut on_delete: Option<&mut dyn FnMut(u32, u32)>) {
         let end = lv + len;
         let mut at = lv;
         while at < end {
@@ -353,16 +400,16 @@ impl Tree {
             if !s.deleted() {
                 let chunk = chunk_end - at;
                 let (leaf, idx) = self.isolate(p, chunk);
-                let index = self.counts_before(Pos { leaf, idx, off: 0 }).0;
+                if let Some(f) = on_delete.as_deref_mut() {
+                    f(self.vis_before(Pos { leaf, idx, off: 0 }), chunk);
+                }
                 self.leaves[leaf as usize].spans[idx as usize].set_deleted();
                 self.add_counts(leaf, -(chunk as i64), 0);
-                on_delete(index, chunk);
                 self.merge_around(leaf, idx);
             }
             at = chunk_end;
         }
     }
-
     /// Splits the span at `p` so that elements `p.off .. p.off + len` form their own span; returns
     /// its (leaf, idx).
     fn isolate(&mut self, p: Pos, len: u32) -> (u32, u32) {
@@ -437,12 +484,14 @@ impl Tree {
 
     /// Moves spans `at..` of `leaf` into a new leaf placed right after it; returns the new leaf.
     fn split_leaf(&mut self, leaf: u32, at: u32) -> u32 {
+        self.cursor.set(None);
+        self.shape += 1;
         let parent = self.leaves[leaf as usize].parent;
         if parent != NONE {
             self.make_node_room(parent);
         }
         let right = self.leaves.len() as u32;
-        let (mut vis, mut total) = (0u32, 0u32);
+        let mut vis = 0u32;
         let mut new = Leaf {
             spans: [Span::default(); LEAF_CAP],
             n: 0,
@@ -460,7 +509,6 @@ impl Tree {
             l.n = at;
             for s in moved {
                 vis += s.vis();
-                total += s.len();
                 self.lv_leaf[s.lv as usize..s.end() as usize].fill(right);
             }
         }
@@ -468,19 +516,12 @@ impl Tree {
         // The parent may have changed if making room split it.
         let parent = self.leaves[leaf as usize].parent;
         if parent == NONE {
-            self.new_root(
-                leaf,
-                right,
-                true,
-                (self.vis_len - vis, self.total_len - total),
-                (vis, total),
-            );
+            self.new_root(leaf, right, true, self.vis_len - vis, vis);
         } else {
             let p = &mut self.nodes[parent as usize];
             let slot = p.slot_of(leaf);
             p.vis[slot] -= vis;
-            p.total[slot] -= total;
-            p.insert(slot + 1, right, vis, total);
+            p.insert(slot + 1, right, vis);
             self.leaves[right as usize].parent = parent;
         }
         right
@@ -491,6 +532,7 @@ impl Tree {
         if (self.nodes[node as usize].n as usize) < NODE_CAP {
             return;
         }
+        self.shape += 1;
         let parent = self.nodes[node as usize].parent;
         if parent != NONE {
             self.make_node_room(parent);
@@ -498,15 +540,13 @@ impl Tree {
         let half = NODE_CAP / 2;
         let right = self.nodes.len() as u32;
         let mut new = Node::new(self.nodes[node as usize].leaf_children);
-        let (mut vis, mut total) = (0u32, 0u32);
+        let mut vis = 0u32;
         {
             let n = &mut self.nodes[node as usize];
             for i in half..NODE_CAP {
                 new.children[i - half] = n.children[i];
                 new.vis[i - half] = n.vis[i];
-                new.total[i - half] = n.total[i];
                 vis += n.vis[i];
-                total += n.total[i];
             }
             new.n = (NODE_CAP - half) as u32;
             n.n = half as u32;
@@ -521,28 +561,21 @@ impl Tree {
         self.nodes.push(new);
         let parent = self.nodes[node as usize].parent;
         if parent == NONE {
-            self.new_root(
-                node,
-                right,
-                false,
-                (self.vis_len - vis, self.total_len - total),
-                (vis, total),
-            );
+            self.new_root(node, right, false, self.vis_len - vis, vis);
         } else {
             let p = &mut self.nodes[parent as usize];
             let slot = p.slot_of(node);
             p.vis[slot] -= vis;
-            p.total[slot] -= total;
-            p.insert(slot + 1, right, vis, total);
+            p.insert(slot + 1, right, vis);
             self.nodes[right as usize].parent = parent;
         }
     }
 
-    fn new_root(&mut self, left: u32, right: u32, leaves: bool, lc: (u32, u32), rc: (u32, u32)) {
+    fn new_root(&mut self, left: u32, right: u32, leaves: bool, left_vis: u32, right_vis: u32) {
         let id = self.nodes.len() as u32;
         let mut root = Node::new(leaves);
-        root.insert(0, left, lc.0, lc.1);
-        root.insert(1, right, rc.0, rc.1);
+        root.insert(0, left, left_vis);
+        root.insert(1, right, right_vis);
         self.nodes.push(root);
         if leaves {
             self.leaves[left as usize].parent = id;
@@ -555,22 +588,43 @@ impl Tree {
         self.root_is_leaf = false;
     }
 
-    /// Adds to the counts of `leaf` and of every ancestor.
+    /// Adds to the visible count of `leaf` and of every ancestor, and to the totals.
     #[inline]
     fn add_counts(&mut self, leaf: u32, vis: i64, total: i64) {
-        let (dv, dt) = (vis as u32, total as u32);
-        let mut child = leaf;
-        let mut node = self.leaves[leaf as usize].parent;
-        while node != NONE {
-            let n = &mut self.nodes[node as usize];
-            let slot = n.slot_of(child);
-            n.vis[slot] = n.vis[slot].wrapping_add(dv);
-            n.total[slot] = n.total[slot].wrapping_add(dt);
-            child = node;
-            node = n.parent;
+        if let Some((cached, _)) = self.cursor.get()
+            && cached != leaf
+        {
+            self.cursor.set(None);
         }
+        self.edits += 1;
+        self.total_len = self.total_len.wrapping_add(total as u32);
+        if vis == 0 {
+            return;
+        }
+        let dv = vis as u32;
         self.vis_len = self.vis_len.wrapping_add(dv);
-        self.total_len = self.total_len.wrapping_add(dt);
+        if self.path.leaf != leaf || self.path.shape != self.shape {
+            let mut path = PathCache {
+                leaf,
+                shape: self.shape,
+                len: 0,
+                steps: [(0, 0); 16],
+            };
+            let mut child = leaf;
+            let mut node = self.leaves[leaf as usize].parent;
+            while node != NONE {
+                let n = &self.nodes[node as usize];
+                path.steps[path.len] = (node, n.slot_of(child) as u32);
+                path.len += 1;
+                child = node;
+                node = n.parent;
+            }
+            self.path = path;
+        }
+        for &(node, slot) in &self.path.steps[..self.path.len] {
+            let v = &mut self.nodes[node as usize].vis[slot as usize];
+            *v = v.wrapping_add(dv);
+        }
     }
 
     /// Builds a tree from spans in document order (used by the snapshot decoder). The spans'
@@ -586,7 +640,7 @@ impl Tree {
         // Fill leaves three-quarters full so that the first edits do not split every leaf.
         let per_leaf = LEAF_CAP * 3 / 4;
         tree.leaves.clear();
-        let mut level: Vec<(u32, u32, u32)> = Vec::new();
+        let mut level: Vec<(u32, u32)> = Vec::new();
         for chunk in spans.chunks(per_leaf) {
             let id = tree.leaves.len() as u32;
             let mut leaf = Leaf {
@@ -596,20 +650,19 @@ impl Tree {
                 next: NONE,
             };
             leaf.spans[..chunk.len()].copy_from_slice(chunk);
-            let (mut vis, mut total) = (0u32, 0u32);
+            let mut vis = 0u32;
             for s in chunk {
                 vis += s.vis();
-                total += s.len();
+                tree.total_len += s.len();
                 tree.lv_leaf[s.lv as usize..s.end() as usize].fill(id);
             }
             if let Some(prev) = tree.leaves.last_mut() {
                 prev.next = id;
             }
             tree.leaves.push(leaf);
-            level.push((id, vis, total));
+            level.push((id, vis));
         }
         tree.vis_len = level.iter().map(|c| c.1).sum();
-        tree.total_len = level.iter().map(|c| c.2).sum();
         let mut leaf_children = true;
         let per_node = NODE_CAP * 3 / 4;
         while level.len() > 1 {
@@ -617,19 +670,15 @@ impl Tree {
             for chunk in level.chunks(per_node) {
                 let id = tree.nodes.len() as u32;
                 let mut node = Node::new(leaf_children);
-                for (i, &(child, vis, total)) in chunk.iter().enumerate() {
-                    node.insert(i, child, vis, total);
+                for (i, &(child, vis)) in chunk.iter().enumerate() {
+                    node.insert(i, child, vis);
                     if leaf_children {
                         tree.leaves[child as usize].parent = id;
                     } else {
                         tree.nodes[child as usize].parent = id;
                     }
                 }
-                up.push((
-                    id,
-                    node.vis[..chunk.len()].iter().sum(),
-                    node.total[..chunk.len()].iter().sum(),
-                ));
+                up.push((id, node.vis[..chunk.len()].iter().sum()));
                 tree.nodes.push(node);
             }
             level = up;
@@ -642,8 +691,8 @@ impl Tree {
 
     /// Checks every invariant of the module docs; panics with a description when one fails.
     pub fn check(&self) {
-        let (vis, total) = self.check_subtree(self.root, self.root_is_leaf, NONE);
-        assert_eq!((vis, total), (self.vis_len, self.total_len), "root counts");
+        let vis = self.check_subtree(self.root, self.root_is_leaf, NONE);
+        assert_eq!(vis, self.vis_len, "root count");
         let mut leaf = 0u32;
         let mut seen_total = 0u64;
         let mut chained = 0usize;
@@ -663,30 +712,40 @@ impl Tree {
         assert_eq!(chained, self.leaves.len(), "leaf chain misses leaves");
         assert_eq!(seen_total, self.total_len as u64, "leaf chain total");
         assert_eq!(self.lv_leaf.len() as u64, seen_total, "lv_leaf length");
+        if let Some((leaf, start)) = self.cursor.get() {
+            let expected = self.vis_before_uncached(leaf);
+            assert_eq!(start, expected, "cursor of leaf {leaf}");
+        }
     }
 
-    fn check_subtree(&self, node: u32, is_leaf: bool, parent: u32) -> (u32, u32) {
+    fn vis_before_uncached(&self, leaf: u32) -> u32 {
+        let mut before = 0;
+        let mut l = 0u32;
+        while l != leaf && l != NONE {
+            before += self.leaves[l as usize].spans[..self.leaves[l as usize].n as usize]
+                .iter()
+                .map(|s| s.vis())
+                .sum::<u32>();
+            l = self.leaves[l as usize].next;
+        }
+        before
+    }
+
+    fn check_subtree(&self, node: u32, is_leaf: bool, parent: u32) -> u32 {
         if is_leaf {
             let l = &self.leaves[node as usize];
             assert_eq!(l.parent, parent, "leaf {node} parent link");
-            return l.spans[..l.n as usize]
-                .iter()
-                .fold((0, 0), |(v, t), s| (v + s.vis(), t + s.len()));
+            return l.spans[..l.n as usize].iter().map(|s| s.vis()).sum();
         }
         let n = &self.nodes[node as usize];
         assert_eq!(n.parent, parent, "node {node} parent link");
         assert!(n.n >= 1, "empty internal node");
-        let (mut vis, mut total) = (0, 0);
+        let mut vis = 0;
         for i in 0..n.n as usize {
             let got = self.check_subtree(n.children[i], n.leaf_children, node);
-            assert_eq!(
-                got,
-                (n.vis[i], n.total[i]),
-                "counts of child {i} of node {node}"
-            );
-            vis += got.0;
-            total += got.1;
+            assert_eq!(got, n.vis[i], "count of child {i} of node {node}");
+            vis += got;
         }
-        (vis, total)
+        vis
     }
 }

@@ -16,8 +16,12 @@ impl Rga {
     pub(crate) fn visible_at(&self, v: &VersionVector) -> Vec<u32> {
         let mut deleted = vec![false; self.content.len()];
         for d in &self.deletes {
-            if d.seq <= v.get(self.agents[d.agent as usize].sid) {
-                for t in &self.del_targets[d.first as usize..(d.first + d.count) as usize] {
+            let limit = v.get(self.agents[d.agent as usize].sid);
+            for k in 0..d.ops() {
+                if d.seq + k as u64 > limit {
+                    break;
+                }
+                for t in self.delete_targets(d, k).as_slice() {
                     deleted[t.start as usize..t.end() as usize].fill(true);
                 }
             }

@@ -1,0 +1,56 @@
+//! Replays a sequential trace as local edits (or, with `remote`, as remote ops; with `decode`,
+//! through a snapshot) many times: a target for profilers (`perf record`, callgrind).
+//!
+//! `cargo run --release -p rga --example replay -- [local|remote|decode] [trace name] [runs]`
+
+use std::time::Instant;
+
+use rga::{Rga, SiteId, VersionVector};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let phase = args.get(1).map_or("local", String::as_str);
+    let name = args.get(2).map_or("automerge-paper", String::as_str);
+    let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let trace = editing_traces::sequential(name).expect("trace readable");
+    let local = || {
+        let mut doc = Rga::new();
+        for p in trace.patches() {
+            if p.del() > 0 {
+                doc.delete(SiteId(1), p.pos(), p.del())
+                    .expect("valid delete");
+            }
+            if !p.ins().is_empty() {
+                doc.insert(SiteId(1), p.pos(), p.ins())
+                    .expect("valid insert");
+            }
+        }
+        doc
+    };
+    let doc = local();
+    let ops = doc.ops_since(&VersionVector::new());
+    let bytes = doc.encode();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = match phase {
+            "remote" => {
+                let mut fresh = Rga::new();
+                for op in ops.clone() {
+                    fresh.apply(op).expect("valid op");
+                }
+                fresh
+            }
+            "decode" => Rga::decode(&bytes).expect("valid snapshot"),
+            _ => local(),
+        };
+        assert_eq!(out.len(), trace.end_content.chars().count());
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{phase} {name}: min {:.2} ms, median {:.2} ms over {runs} runs",
+        times[0],
+        times[runs / 2]
+    );
+}
