@@ -1,0 +1,191 @@
+//! Who is calling. In AWS the HTTP API's JWT authorizer has validated the token and put its
+//! claims in the request context: the caller is the `sub` claim. Locally there is no authorizer:
+//! when `AUTH_LOCAL_SECRET` is set, a bearer token signed with it (HS256) is verified here. With
+//! neither, the request is refused with 401. A user id in a request body is never trusted.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lambda_http::request::RequestContext;
+use serde::{Deserialize, Serialize};
+
+use collab::{AppError, UserId};
+
+use crate::App;
+use crate::error::ApiError;
+
+/// How callers are identified when no authorizer ran.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    /// HS256 secret for local bearer tokens.
+    pub local_secret: Option<Vec<u8>>,
+}
+
+impl AuthConfig {
+    /// From `AUTH_LOCAL_SECRET` (unset: only authorizer claims are accepted).
+    pub fn from_env() -> Self {
+        AuthConfig {
+            local_secret: std::env::var("AUTH_LOCAL_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(String::into_bytes),
+        }
+    }
+}
+
+/// The claims of a local token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LocalClaims {
+    /// The user.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
+/// Signs a local token for `user`, valid for `ttl_secs` (for `make dev` and tests).
+pub fn issue_local_token(secret: &[u8], user: &str, ttl_secs: u64) -> String {
+    let exp = chrono::Utc::now().timestamp().max(0) as u64 + ttl_secs;
+    let claims = LocalClaims {
+        sub: user.to_owned(),
+        exp,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub UserId);
+
+fn unauthorized(why: &str) -> ApiError {
+    ApiError(AppError::Unauthorized(why.to_owned()))
+}
+
+/// The `sub` claim the JWT authorizer put in the request context, if any.
+fn authorizer_subject(parts: &Parts) -> Option<String> {
+    match parts.extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx
+            .authorizer
+            .as_ref()?
+            .jwt
+            .as_ref()?
+            .claims
+            .get("sub")
+            .cloned(),
+        _ => None,
+    }
+}
+
+/// Verifies a local bearer token.
+pub fn verify_local(secret: &[u8], header: Option<&str>) -> Result<UserId, ApiError> {
+    let header =
+        header.ok_or_else(|| unauthorized("missing Authorization header (Bearer token)"))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = 0;
+    let data = jsonwebtoken::decode::<LocalClaims>(
+        token.trim(),
+        &DecodingKey::from_secret(secret),
+        &validation,
+    )
+    .map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
+            ErrorKind::InvalidSignature => unauthorized("the token's signature is invalid"),
+            _ => unauthorized("the token is malformed"),
+        }
+    })?;
+    if data.claims.sub.is_empty() {
+        return Err(unauthorized("the token names no user"));
+    }
+    Ok(UserId(data.claims.sub))
+}
+
+impl<P: Send + Sync + 'static> FromRequestParts<Arc<App<P>>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App<P>>,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(sub) = authorizer_subject(parts).filter(|s| !s.is_empty()) {
+            return Ok(Caller(UserId(sub)));
+        }
+        match &app.auth.local_secret {
+            Some(secret) => {
+                let header = parts
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                verify_local(secret, header).map(Caller)
+            }
+            None => Err(unauthorized(
+                "no credentials: the request carries no authorizer claims",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_tokens_verify_and_bad_ones_say_why() {
+        let secret = b"s3cret";
+        let good = issue_local_token(secret, "alice", 60);
+        assert_eq!(
+            verify_local(secret, Some(&format!("Bearer {good}")))
+                .unwrap()
+                .0,
+            "alice"
+        );
+        let cases = [
+            (None, "missing"),
+            (Some("Basic abc".to_owned()), "Bearer"),
+            (Some("Bearer not.a.jwt".to_owned()), "malformed"),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    issue_local_token(b"other", "alice", 60)
+                )),
+                "signature",
+            ),
+        ];
+        for (header, why) in cases {
+            let err = verify_local(secret, header.as_deref()).unwrap_err();
+            assert_eq!(err.0.status(), 401);
+            assert!(
+                err.0.to_string().contains(why),
+                "{err:?} should mention {why}"
+            );
+        }
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &LocalClaims {
+                sub: "alice".into(),
+                exp: 1,
+            },
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap();
+        assert!(
+            verify_local(secret, Some(&format!("Bearer {expired}")))
+                .unwrap_err()
+                .0
+                .to_string()
+                .contains("expired")
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! The routes. Each handler parses, calls one use-case of [`collab::Service`] and shapes the
+//! response; nothing else.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use http::request::Parts;
+use serde::{Deserialize, Serialize};
+
+use collab::model::{Collaborator, Document, Role, SnapshotMeta};
+use collab::publisher::EventPublisher;
+use collab::{AppError, DocumentId, UserId};
+use rga::{CharId, Op, SiteId, Splice, VersionVector};
+
+use crate::App;
+use crate::auth::Caller;
+use crate::body::{Json, Query};
+use crate::error::ApiError;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The API's routes over `app`.
+pub fn router<P: EventPublisher + 'static>(app: Arc<App<P>>) -> Router {
+    Router::new()
+        .route("/documents", post(create::<P>).get(list::<P>))
+        .route(
+            "/documents/{id}",
+            get(read::<P>).patch(rename::<P>).delete(remove::<P>),
+        )
+        .route("/documents/{id}/sessions", post(open_session::<P>))
+        .route(
+            "/documents/{id}/operations",
+            post(post_ops::<P>).get(get_ops::<P>),
+        )
+        .route("/documents/{id}/edits", post(post_edits::<P>))
+        .route("/documents/{id}/snapshots", get(snapshots::<P>))
+        .route("/documents/{id}/snapshots/{n}", get(snapshot::<P>))
+        .route("/documents/{id}/collaborators", get(collaborators::<P>))
+        .route(
+            "/documents/{id}/collaborators/{user}",
+            put(set_collaborator::<P>).delete(remove_collaborator::<P>),
+        )
+        .fallback(|| async { ApiError(AppError::NotFound("no such route".into())) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(AppError::BadRequest(
+                "method not allowed on this route".into(),
+            ))
+        })
+        .with_state(app)
+}
+
+/// Path parameters, in order; a failure is a JSON 400.
+struct Params(Vec<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Path::<Vec<String>>::from_request_parts(parts, state)
+            .await
+            .map(|p| Params(p.0))
+            .map_err(|e| ApiError(AppError::BadRequest(format!("bad path: {}", e.body_text()))))
+    }
+}
+
+impl Params {
+    fn doc(&self) -> Result<DocumentId> {
+        let raw = self.0.first().map(String::as_str).unwrap_or("");
+        raw.parse().map_err(|_| {
+            ApiError(AppError::BadRequest(format!(
+                "{raw:?} is not a document id (a UUID)"
+            )))
+        })
+    }
+    fn second(&self) -> &str {
+        self.0.get(1).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A document in responses.
+#[derive(Serialize)]
+struct DocumentBody {
+    id: DocumentId,
+    title: String,
+    owner_id: UserId,
+    role: Role,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<VersionVector>,
+}
+
+impl DocumentBody {
+    fn new(d: Document, role: Role) -> Self {
+        DocumentBody {
+            id: d.id,
+            title: d.title,
+            owner_id: d.owner_id,
+            role,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            text: None,
+            version: None,
+        }
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    title: String,
+    #[serde(default)]
+    content: Option<String>,
+}
+
+async fn create<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    Json(b): Json<CreateBody>,
+) -> Result<Response> {
+    let v = app
+        .service
+        .create_document(&user, &b.title, b.content.as_deref())
+        .await?;
+    let mut body = DocumentBody::new(v.document, v.role);
+    body.text = Some(v.text);
+    body.version = Some(v.version);
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+#[derive(Serialize)]
+struct DocumentList {
+    documents: Vec<DocumentBody>,
+}
+
+async fn list<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+) -> Result<Response> {
+    let docs = app.service.list_documents(&user).await?;
+    Ok(json(
+        StatusCode::OK,
+        &DocumentList {
+            documents: docs
+                .into_iter()
+                .map(|(d, r)| DocumentBody::new(d, r))
+                .collect(),
+        },
+    ))
+}
+
+async fn read<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    let v = app.service.get_document(p.doc()?, &user).await?;
+    let mut body = DocumentBody::new(v.document, v.role);
+    body.text = Some(v.text);
+    body.version = Some(v.version);
+    Ok(json(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    title: String,
+}
+
+async fn rename<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+    Json(b): Json<RenameBody>,
+) -> Result<Response> {
+    let d = app
+        .service
+        .rename_document(p.doc()?, &user, &b.title)
+        .await?;
+    Ok(json(StatusCode::OK, &DocumentBody::new(d, Role::Owner)))
+}
+
+async fn remove<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    app.service.delete_document(p.doc()?, &user).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Serialize)]
+struct SessionBody {
+    session: SiteId,
+    document_id: DocumentId,
+    ssn: u32,
+    text: String,
+    version: VersionVector,
+    /// The replica encoded for `rga::Rga::decode`, base64.
+    snapshot: String,
+}
+
+async fn open_session<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    let v = app.service.open_session(p.doc()?, &user).await?;
+    let body = SessionBody {
+        session: v.session.site,
+        document_id: v.session.document_id,
+        ssn: v.ssn,
+        text: v.text,
+        version: v.version,
+        snapshot: base64::engine::general_purpose::STANDARD.encode(&v.snapshot),
+    };
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpsBody {
+    session: SiteId,
+    ops: Vec<Op>,
+}
+
+#[derive(Serialize)]
+struct OpsResult {
+    /// `applied`, or `pending` when some ops wait for causes this replica has not received.
+    status: &'static str,
+    applied: usize,
+    duplicates: usize,
+    pending: Vec<CharId>,
+    version: VersionVector,
+}
+
+async fn post_ops<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+    Json(b): Json<OpsBody>,
+) -> Result<Response> {
+    let out = app
+        .service
+        .apply_ops(p.doc()?, &user, b.session, b.ops)
+        .await?;
+    let (status, code) = if out.pending.is_empty() {
+        ("applied", StatusCode::OK)
+    } else {
+        ("pending", StatusCode::ACCEPTED)
+    };
+    Ok(json(
+        code,
+        &OpsResult {
+            status,
+            applied: out.applied,
+            duplicates: out.duplicates,
+            pending: out.pending,
+            version: out.version,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditsBody {
+    session: SiteId,
+    #[serde(default)]
+    base: Option<VersionVector>,
+    edits: Vec<Splice>,
+}
+
+#[derive(Serialize)]
+struct EditsResult {
+    ops: Vec<Op>,
+    version: VersionVector,
+    current_version: VersionVector,
+    text: String,
+}
+
+async fn post_edits<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+    Json(b): Json<EditsBody>,
+) -> Result<Response> {
+    let out = app
+        .service
+        .apply_edits(p.doc()?, &user, b.session, b.base, b.edits)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &EditsResult {
+            ops: out.ops,
+            version: out.version,
+            current_version: out.current_version,
+            text: out.text,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct OpsQuery {
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    cursor: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `since` as `site:seq,site:seq` (or a JSON object); empty means "from the start".
+fn parse_since(s: Option<&str>) -> Result<VersionVector> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(VersionVector::new());
+    };
+    let bad = || {
+        ApiError(AppError::BadRequest(
+            "`since` must be `site:seq,...` or a JSON version object".into(),
+        ))
+    };
+    if s.starts_with('{') {
+        return serde_json::from_str(s).map_err(|_| bad());
+    }
+    let mut v = VersionVector::new();
+    for part in s.split(',') {
+        let (site, seq) = part.split_once(':').ok_or_else(bad)?;
+        let site: u64 = site.trim().parse().map_err(|_| bad())?;
+        let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
+        if seq > v.get(SiteId(site)) {
+            v.set(SiteId(site), seq);
+        }
+    }
+    Ok(v)
+}
+
+async fn get_ops<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+    Query(q): Query<OpsQuery>,
+) -> Result<Response> {
+    let since = parse_since(q.since.as_deref())?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return Err(AppError::BadRequest("limit must be 1 to 10000".into()).into());
+    }
+    let page = app
+        .service
+        .ops_since(p.doc()?, &user, &since, q.cursor.unwrap_or(0).max(0), limit)
+        .await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+#[derive(Serialize)]
+struct SnapshotList {
+    snapshots: Vec<SnapshotMeta>,
+}
+
+async fn snapshots<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    let snapshots = app.service.snapshots(p.doc()?, &user).await?;
+    Ok(json(StatusCode::OK, &SnapshotList { snapshots }))
+}
+
+#[derive(Serialize)]
+struct SnapshotText {
+    version: i32,
+    text: String,
+}
+
+async fn snapshot<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    let n: i32 = p.second().parse().map_err(|_| {
+        ApiError(AppError::BadRequest(
+            "the snapshot number must be an integer".into(),
+        ))
+    })?;
+    let text = app.service.snapshot_text(p.doc()?, &user, n).await?;
+    Ok(json(StatusCode::OK, &SnapshotText { version: n, text }))
+}
+
+#[derive(Serialize)]
+struct CollaboratorList {
+    collaborators: Vec<Collaborator>,
+}
+
+async fn collaborators<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    let collaborators = app.service.collaborators(p.doc()?, &user).await?;
+    Ok(json(StatusCode::OK, &CollaboratorList { collaborators }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: Role,
+}
+
+async fn set_collaborator<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+    Json(b): Json<RoleBody>,
+) -> Result<Response> {
+    let target = UserId(p.second().to_owned());
+    let collaborators = app
+        .service
+        .set_collaborator(p.doc()?, &user, &target, Some(b.role))
+        .await?;
+    Ok(json(StatusCode::OK, &CollaboratorList { collaborators }))
+}
+
+async fn remove_collaborator<P: EventPublisher + 'static>(
+    State(app): State<Arc<App<P>>>,
+    Caller(user): Caller,
+    p: Params,
+) -> Result<Response> {
+    let target = UserId(p.second().to_owned());
+    let collaborators = app
+        .service
+        .set_collaborator(p.doc()?, &user, &target, None)
+        .await?;
+    Ok(json(StatusCode::OK, &CollaboratorList { collaborators }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_the_compact_and_the_json_forms() {
+        let v = parse_since(Some("1099511627777:5, 7:2")).unwrap();
+        assert_eq!(v.get(SiteId(1099511627777)), 5);
+        assert_eq!(v.get(SiteId(7)), 2);
+        assert_eq!(parse_since(Some(r#"{"7":2}"#)).unwrap().get(SiteId(7)), 2);
+        assert!(parse_since(None).unwrap().is_empty());
+        for bad in ["7", "x:1", "1:-1", "{"] {
+            assert!(parse_since(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Handler tests: the real API Gateway v2 fixtures from `events/api`, through the real router,
+//! against a fresh PostgreSQL database per test.
+
+use std::sync::Arc;
+
+use api::{App, AuthConfig, router};
+use collab::store::DocumentStore;
+use collab::testing::{ChannelPublisher, TestDb};
+use collab::{Limits, ReplicaId, Service, Settings};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const DOC: &str = "00000000-0000-4000-8000-000000000001";
+const SESSION: &str = "1099511627777";
+
+struct Api {
+    _db: TestDb,
+    app: Arc<App<ChannelPublisher>>,
+    publisher: ChannelPublisher,
+}
+
+async fn api_with(limits: Limits, auth: AuthConfig) -> Api {
+    let db = TestDb::new().await.expect("PostgreSQL for tests");
+    let publisher = ChannelPublisher::new();
+    let settings = Settings {
+        replica: ReplicaId(1),
+        ssn: 1,
+        limits,
+        compact_after: 1000,
+        cache_docs: 8,
+    };
+    let service = Service::new(db.store(2).unwrap(), publisher.clone(), settings);
+    Api {
+        _db: db,
+        app: App::new(service, auth),
+        publisher,
+    }
+}
+
+async fn api() -> Api {
+    api_with(Limits::default(), AuthConfig::default()).await
+}
+
+/// A fixture with the placeholder document id, session, user and body replaced.
+struct Call {
+    event: Value,
+}
+
+fn fixture(name: &str) -> Call {
+    let path = format!(
+        "{}/../../events/api/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    Call {
+        event: serde_json::from_str(&text).unwrap(),
+    }
+}
+
+impl Call {
+    fn doc(mut self, id: &str) -> Self {
+        let text = serde_json::to_string(&self.event).unwrap().replace(DOC, id);
+        self.event = serde_json::from_str(&text).unwrap();
+        self
+    }
+    fn session(mut self, site: &str) -> Self {
+        let text = serde_json::to_string(&self.event)
+            .unwrap()
+            .replace(SESSION, site);
+        self.event = serde_json::from_str(&text).unwrap();
+        self
+    }
+    fn user(mut self, user: &str) -> Self {
+        self.event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(user);
+        self
+    }
+    fn anonymous(mut self) -> Self {
+        self.event["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        self
+    }
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.event["headers"][name] = json!(value);
+        self
+    }
+    fn body(mut self, body: Value) -> Self {
+        self.event["body"] = json!(body.to_string());
+        self
+    }
+    fn raw_body(mut self, body: &str) -> Self {
+        self.event["body"] = json!(body);
+        self
+    }
+    fn query(mut self, q: &str) -> Self {
+        self.event["rawQueryString"] = json!(q);
+        self.event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        self
+    }
+    async fn send(self, api: &Api) -> (u16, Value) {
+        let req = lambda_http::request::from_str(&self.event.to_string())
+            .expect("a valid API Gateway v2 event");
+        let req = req.map(|b| axum::body::Body::from(b.to_vec()));
+        let resp = router(api.app.clone()).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
+        (status, body)
+    }
+}
+
+async fn create(api: &Api, user: &str, content: &str) -> String {
+    let (s, b) = fixture("create_document")
+        .user(user)
+        .body(json!({"title": "main.rs", "content": content}))
+        .send(api)
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+async fn session(api: &Api, doc: &str, user: &str) -> String {
+    let (s, b) = fixture("open_session").doc(doc).user(user).send(api).await;
+    assert_eq!(s, 201, "{b}");
+    b["session"].to_string()
+}
+
+#[tokio::test]
+async fn every_route_works_from_its_fixture() {
+    let api = api().await;
+    let (s, b) = fixture("create_document").send(&api).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["text"], "fn main() {}\n");
+    assert_eq!(b["role"], "owner");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let (s, b) = fixture("list_documents").send(&api).await;
+    assert_eq!((s, b["documents"].as_array().unwrap().len()), (200, 1));
+    let (s, b) = fixture("get_document").doc(&id).send(&api).await;
+    assert_eq!((s, b["text"].as_str()), (200, Some("fn main() {}\n")));
+    let (s, b) = fixture("open_session").doc(&id).send(&api).await;
+    assert_eq!(s, 201, "{b}");
+    let site = b["session"].to_string();
+    assert!(!b["snapshot"].as_str().unwrap().is_empty());
+    let (s, b) = fixture("post_edits")
+        .doc(&id)
+        .session(&site)
+        .send(&api)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["text"], "use std::io;\nfn main() {}\n");
+    let version = b["version"].clone();
+    // A CRDT-native op from the same session, continuing its clock.
+    let seq = b["ops"][0]["id"]["seq"].as_u64().unwrap() + 13;
+    let sum = b["ops"][0]["id"]["sum"].as_u64().unwrap() + 13;
+    let op = json!({"type": "insert", "id": {"ssn": 1, "sum": sum, "sid": site.parse::<u64>().unwrap(), "seq": seq}, "after": null, "text": "// "});
+    let (s, b) = fixture("post_operations")
+        .doc(&id)
+        .session(&site)
+        .body(json!({"session": site.parse::<u64>().unwrap(), "ops": [op]}))
+        .send(&api)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "applied");
+    let (s, b) = fixture("get_operations").doc(&id).send(&api).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["ops"].as_array().unwrap().len(), 3);
+    let since: Vec<String> = version
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
+    let (s, b) = fixture("get_operations")
+        .doc(&id)
+        .query(&format!("since={}", since.join(",")))
+        .send(&api)
+        .await;
+    assert_eq!((s, b["ops"].as_array().unwrap().len()), (200, 1), "{b}");
+    let (s, b) = fixture("rename_document").doc(&id).send(&api).await;
+    assert_eq!((s, b["title"].as_str()), (200, Some("lib.rs")));
+    api.app
+        .service
+        .compact(id.parse().unwrap(), true)
+        .await
+        .unwrap();
+    let (s, b) = fixture("list_snapshots").doc(&id).send(&api).await;
+    assert_eq!((s, b["snapshots"].as_array().unwrap().len()), (200, 1));
+    let (s, b) = fixture("get_snapshot").doc(&id).send(&api).await;
+    assert_eq!(
+        (s, b["text"].as_str()),
+        (200, Some("// use std::io;\nfn main() {}\n"))
+    );
+    let (s, b) = fixture("put_collaborator").doc(&id).send(&api).await;
+    assert_eq!((s, b["collaborators"].as_array().unwrap().len()), (200, 2));
+    let (s, b) = fixture("list_collaborators")
+        .doc(&id)
+        .user("bob")
+        .send(&api)
+        .await;
+    assert_eq!(
+        (s, b["collaborators"][1]["role"].as_str()),
+        (200, Some("editor"))
+    );
+    let (s, _) = fixture("delete_collaborator").doc(&id).send(&api).await;
+    assert_eq!(s, 200);
+    let (s, _) = fixture("delete_document").doc(&id).send(&api).await;
+    assert_eq!(s, 204);
+    let (s, b) = fixture("get_document").doc(&id).send(&api).await;
+    assert_eq!((s, b["error"].as_str()), (404, Some("not_found")));
+    // Everything that changed was broadcast: create, session, edits, ops, rename, collaborator x2, delete.
+    assert_eq!(api.publisher.take().len(), 8);
+    assert_eq!(api.app.service.store().outbox_len().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_json_error_and_change_nothing() {
+    let api = api_with(
+        Limits {
+            max_body_bytes: 2048,
+            max_batch_ops: 5,
+            max_document_chars: 100,
+        },
+        AuthConfig::default(),
+    )
+    .await;
+    let id = create(&api, "alice", "abc").await;
+    let site = session(&api, &id, "alice").await;
+    let sid: u64 = site.parse().unwrap();
+    let cases: Vec<(Call, u16, &str)> = vec![
+        (fixture("create_document").raw_body("{\"title\": "), 400, "malformed"),
+        (fixture("create_document").body(json!({"title": ""})), 400, "malformed"),
+        (fixture("create_document").body(json!({"title": "x", "owner_id": "mallory"})), 400, "malformed"),
+        (fixture("get_document").doc("not-a-uuid"), 400, "malformed"),
+        (fixture("get_document").doc("6f0c1b1e-9a52-4b7c-8d3e-1f2a3b4c5d6e"), 404, "not_found"),
+        (fixture("post_edits").doc(&id).session(&site).body(json!({"session": sid, "edits": [{"index": 99, "delete": 0, "insert": "x"}]})), 400, "malformed"),
+        (fixture("post_edits").doc(&id).session(&site).body(json!({"session": sid, "edits": vec![json!({"index": 0, "insert": "x"}); 6]})), 413, "too_large"),
+        (fixture("post_edits").doc(&id).session(&site).body(json!({"session": sid, "edits": [{"index": 0, "insert": "x".repeat(3000)}]})), 413, "too_large"),
+        (fixture("post_edits").doc(&id).session(&site).body(json!({"session": sid, "edits": [{"index": 0, "insert": "x".repeat(200)}]})), 413, "too_large"),
+        (fixture("post_edits").doc(&id).session(&site).body(json!({"session": sid, "base": {"999": 4}, "edits": []})), 409, "conflict"),
+        (fixture("post_edits").doc(&id).session("42").body(json!({"session": 42, "edits": []})), 409, "conflict"),
+        (fixture("post_operations").doc(&id).body(json!({"session": sid, "ops": [{"type": "insert", "id": {"ssn": 1, "sum": 1, "sid": sid, "seq": 5}, "after": null, "text": "x"}]})), 422, "invalid_op"),
+        (fixture("post_operations").doc(&id).body(json!({"session": sid, "ops": [{"type": "insert", "id": {"ssn": 7, "sum": 9, "sid": sid, "seq": 1}, "after": null, "text": "x"}]})), 422, "invalid_op"),
+        (fixture("post_operations").doc(&id).body(json!({"session": sid, "ops": [{"type": "insert", "id": {"ssn": 1, "sum": 9, "sid": 5, "seq": 1}, "after": null, "text": "x"}]})), 403, "forbidden"),
+        (fixture("post_operations").doc(&id).body(json!({"session": sid, "ops": [{"type": "insert", "id": {"ssn": 1, "sum": 9007199254740993u64, "sid": sid, "seq": 1}, "after": null, "text": "x"}]})), 400, "malformed"),
+        (fixture("get_operations").doc(&id).query("since=zzz"), 400, "malformed"),
+        (fixture("get_snapshot").doc(&id), 404, "not_found"),
+        (fixture("list_documents").anonymous(), 401, "unauthorized"),
+    ];
+    for (call, status, code) in cases {
+        let (s, b) = call.send(&api).await;
+        assert_eq!((s, b["error"].as_str()), (status, Some(code)), "{b}");
+        assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (s, b) = fixture("get_document").doc(&id).send(&api).await;
+    assert_eq!(
+        (s, b["text"].as_str()),
+        (200, Some("abc")),
+        "refused requests changed nothing"
+    );
+    // A reused op id with other content is a conflict.
+    let (_, b) = fixture("post_edits")
+        .doc(&id)
+        .session(&site)
+        .body(json!({"session": sid, "edits": [{"index": 3, "insert": "d"}]}))
+        .send(&api)
+        .await;
+    let mut forged = b["ops"][0].clone();
+    forged["text"] = json!("e");
+    let (s, b) = fixture("post_operations")
+        .doc(&id)
+        .body(json!({"session": sid, "ops": [forged]}))
+        .send(&api)
+        .await;
+    assert_eq!((s, b["error"].as_str()), (409, Some("conflict")), "{b}");
+}
+
+#[tokio::test]
+async fn an_op_whose_cause_is_missing_is_stored_and_answered_with_202() {
+    let api = api().await;
+    let id = create(&api, "alice", "abc").await;
+    let site = session(&api, &id, "alice").await;
+    let sid: u64 = site.parse().unwrap();
+    // seq 2 before seq 1: it waits.
+    let second = json!({"type": "insert", "id": {"ssn": 1, "sum": 5, "sid": sid, "seq": 2}, "after": {"ssn": 1, "sum": 4, "sid": sid, "seq": 1}, "text": "y"});
+    let (s, b) = fixture("post_operations")
+        .doc(&id)
+        .body(json!({"session": sid, "ops": [second]}))
+        .send(&api)
+        .await;
+    assert_eq!((s, b["status"].as_str()), (202, Some("pending")), "{b}");
+    let first = json!({"type": "insert", "id": {"ssn": 1, "sum": 4, "sid": sid, "seq": 1}, "after": null, "text": "x"});
+    let (s, b) = fixture("post_operations")
+        .doc(&id)
+        .body(json!({"session": sid, "ops": [first]}))
+        .send(&api)
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("applied")), "{b}");
+    let (_, b) = fixture("get_document").doc(&id).send(&api).await;
+    assert_eq!(b["text"], "xyabc");
+}
+
+/// Which status each role gets on each route (owner, editor, viewer, stranger).
+#[tokio::test]
+async fn each_role_gets_exactly_its_rights_on_every_route() {
+    let api = api().await;
+    let id = create(&api, "alice", "abc").await;
+    for (user, role) in [("erin", "editor"), ("vic", "viewer")] {
+        let mut call = fixture("put_collaborator")
+            .doc(&id)
+            .body(json!({"role": role}));
+        call.event["rawPath"] = json!(format!("/documents/{id}/collaborators/{user}"));
+        call.event["requestContext"]["http"]["path"] = call.event["rawPath"].clone();
+        call.event["pathParameters"]["user"] = json!(user);
+        assert_eq!(call.send(&api).await.0, 200);
+    }
+    let sessions = [
+        session(&api, &id, "alice").await,
+        session(&api, &id, "erin").await,
+    ];
+    // (fixture, owner, editor, viewer, stranger)
+    let table: &[(&str, [u16; 4])] = &[
+        ("get_document", [200, 200, 200, 404]),
+        ("list_collaborators", [200, 200, 200, 404]),
+        ("list_snapshots", [200, 200, 200, 404]),
+        ("get_operations", [200, 200, 200, 404]),
+        ("open_session", [201, 201, 404, 404]),
+        ("post_edits", [200, 200, 404, 404]),
+        ("rename_document", [200, 404, 404, 404]),
+        ("put_collaborator", [200, 404, 404, 404]),
+        ("delete_collaborator", [200, 404, 404, 404]),
+    ];
+    for (name, expected) in table {
+        for (i, user) in ["alice", "erin", "vic", "mallory"].iter().enumerate() {
+            let site = &sessions[if i == 1 { 1 } else { 0 }];
+            let (s, b) = fixture(name)
+                .doc(&id)
+                .user(user)
+                .session(site)
+                .send(&api)
+                .await;
+            // Sessions belong to their user: the viewer and the stranger use alice's, which
+            // the document check refuses first.
+            assert_eq!(s, expected[i], "{name} as {user}: {b}");
+        }
+    }
+    let (s, _) = fixture("delete_document")
+        .doc(&id)
+        .user("erin")
+        .send(&api)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = fixture("delete_document")
+        .doc(&id)
+        .user("alice")
+        .send(&api)
+        .await;
+    assert_eq!(s, 204);
+}
+
+#[tokio::test]
+async fn local_bearer_tokens_are_verified_when_no_authorizer_ran() {
+    let secret = b"dev-secret".to_vec();
+    let api = api_with(
+        Limits::default(),
+        AuthConfig {
+            local_secret: Some(secret.clone()),
+        },
+    )
+    .await;
+    let token = api::issue_local_token(&secret, "alice", 600);
+    let (s, b) = fixture("create_document")
+        .anonymous()
+        .header("authorization", &format!("Bearer {token}"))
+        .send(&api)
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["owner_id"], "alice");
+    let forged = api::issue_local_token(b"wrong", "alice", 600);
+    for (header, why) in [
+        (format!("Bearer {forged}"), "signature"),
+        ("Bearer x.y.z".to_owned(), "malformed"),
+        (String::new(), "missing"),
+    ] {
+        let call = fixture("list_documents").anonymous();
+        let call = if header.is_empty() {
+            call
+        } else {
+            call.header("authorization", &header)
+        };
+        let (s, b) = call.send(&api).await;
+        assert_eq!(s, 401, "{b}");
+        assert!(b["message"].as_str().unwrap().contains(why), "{b}");
+    }
+}

@@ -1,0 +1,108 @@
+//! The integrate function. Invoked by SNS with other replicas' messages, it integrates them
+//! idempotently through [`collab::Service::integrate`]; invoked by the schedule
+//! (`{"task": "sweep"}` or an EventBridge scheduled event), it republishes outbox rows that a
+//! failed publish left behind.
+//!
+//! Only messages from the configured topic are accepted, and this replica's own messages are
+//! skipped. A message that can never succeed (unparseable) is logged and dropped; a transient
+//! failure (database down) fails the invocation so that SNS redelivers (integration is
+//! idempotent, so the records that did succeed are harmless to repeat).
+
+use aws_lambda_events::sns::SnsEvent;
+use collab::message::Envelope;
+use collab::publisher::EventPublisher;
+use collab::{AppError, PgDocumentStore, ReplicaId, Service};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What one invocation did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Report {
+    /// Messages integrated.
+    pub integrated: usize,
+    /// Own messages skipped.
+    pub own: usize,
+    /// Messages dropped: unparseable, from another topic, or invalid for good.
+    pub dropped: usize,
+    /// Outbox rows republished by a sweep.
+    pub swept: usize,
+}
+
+/// Shared per container.
+pub struct Integrator<P> {
+    /// The use-cases.
+    pub service: Service<PgDocumentStore, P>,
+    /// The only topic accepted.
+    pub topic_arn: String,
+}
+
+impl<P: EventPublisher> Integrator<P> {
+    fn replica(&self) -> ReplicaId {
+        self.service.settings().replica
+    }
+
+    /// Handles one invocation payload.
+    pub async fn handle(&self, event: Value) -> Result<Report, AppError> {
+        if event.get("Records").is_some() {
+            let sns: SnsEvent = serde_json::from_value(event).map_err(|e| {
+                tracing::error!(error = %e, "an event with Records that is not an SNS event; dropped");
+                AppError::BadRequest("not an SNS event".into())
+            })?;
+            return self.integrate(sns).await;
+        }
+        let scheduled = event.get("task").and_then(Value::as_str) == Some("sweep")
+            || event.get("source").and_then(Value::as_str) == Some("aws.events");
+        if scheduled {
+            let swept = self.service.sweep_outbox(30).await?;
+            return Ok(Report {
+                swept,
+                ..Report::default()
+            });
+        }
+        tracing::warn!("unknown event shape; ignored");
+        Ok(Report {
+            dropped: 1,
+            ..Report::default()
+        })
+    }
+
+    async fn integrate(&self, event: SnsEvent) -> Result<Report, AppError> {
+        let mut report = Report::default();
+        for record in event.records {
+            let sns = record.sns;
+            if sns.topic_arn != self.topic_arn {
+                tracing::warn!(topic = %sns.topic_arn, "message from an unexpected topic; dropped");
+                report.dropped += 1;
+                continue;
+            }
+            let from_self = sns
+                .message_attributes
+                .get("replica_id")
+                .is_some_and(|a| a.value == self.replica().to_string());
+            let envelope: Envelope = match serde_json::from_str(&sns.message) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(message_id = %sns.message_id, error = %e, "unparseable message; dropped");
+                    report.dropped += 1;
+                    continue;
+                }
+            };
+            if from_self || envelope.origin == self.replica() {
+                report.own += 1;
+                continue;
+            }
+            match self.service.integrate(envelope).await {
+                Ok(()) => report.integrated += 1,
+                Err(e) if e.is_transient() => {
+                    tracing::error!(message_id = %sns.message_id, error = %e, "transient failure; SNS will retry");
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %sns.message_id, error = %e, "message refused for good; dropped");
+                    report.dropped += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,120 @@
+//! The integrate handler on the real SNS fixtures of `events/sns`, against a fresh PostgreSQL
+//! database per test.
+
+use collab::testing::{ChannelPublisher, TestDb};
+use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
+use integrate::{Integrator, Report};
+use serde_json::Value;
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:000000000000:collab-ops";
+const DOC: &str = "00000000-0000-4000-8000-000000000001";
+
+fn settings() -> Settings {
+    Settings {
+        replica: ReplicaId(1),
+        ssn: 1,
+        limits: Limits::default(),
+        compact_after: 1000,
+        cache_docs: 8,
+    }
+}
+
+fn integrator(store: PgDocumentStore) -> Integrator<ChannelPublisher> {
+    Integrator {
+        service: Service::new(store, ChannelPublisher::new(), settings()),
+        topic_arn: TOPIC.into(),
+    }
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/../../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .unwrap()
+}
+
+async fn text(i: &Integrator<ChannelPublisher>) -> Result<String, AppError> {
+    Ok(i.service
+        .get_document(DOC.parse::<DocumentId>().unwrap(), &UserId("alice".into()))
+        .await?
+        .text)
+}
+
+#[tokio::test]
+async fn a_notification_creates_the_document_and_applies_its_ops_idempotently() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    let report = i.handle(event("sns/ops")).await.unwrap();
+    assert_eq!(
+        report,
+        Report {
+            integrated: 1,
+            ..Report::default()
+        }
+    );
+    assert_eq!(text(&i).await.unwrap(), "fn main() {}\n");
+    // Redelivered (SNS is at least once): nothing changes.
+    i.handle(event("sns/ops")).await.unwrap();
+    assert_eq!(text(&i).await.unwrap(), "fn main() {}\n");
+}
+
+#[tokio::test]
+async fn a_batch_out_of_causal_order_waits_and_converges() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    let report = i.handle(event("sns/batch")).await.unwrap();
+    assert_eq!(report.integrated, 3);
+    assert_eq!(text(&i).await.unwrap(), "fn main() { println!(\"hi\"); }\n");
+}
+
+#[tokio::test]
+async fn own_foreign_topic_and_malformed_messages_are_skipped_or_dropped() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    assert_eq!(
+        i.handle(event("sns/own_replica")).await.unwrap(),
+        Report {
+            own: 1,
+            ..Report::default()
+        }
+    );
+    assert_eq!(
+        i.handle(event("sns/wrong_topic")).await.unwrap(),
+        Report {
+            dropped: 1,
+            ..Report::default()
+        }
+    );
+    assert_eq!(
+        i.handle(event("sns/malformed")).await.unwrap(),
+        Report {
+            dropped: 2,
+            ..Report::default()
+        }
+    );
+    assert!(
+        matches!(text(&i).await, Err(AppError::NotFound(_))),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn the_schedule_sweeps_the_outbox() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    assert_eq!(
+        i.handle(event("schedule/sweep")).await.unwrap(),
+        Report::default()
+    );
+}
+
+#[tokio::test]
+async fn a_database_outage_fails_the_invocation_so_that_sns_retries() {
+    let mut config = collab::testing::admin_config();
+    config
+        .host("127.0.0.1")
+        .port(1)
+        .connect_timeout(std::time::Duration::from_millis(200));
+    let i = integrator(PgDocumentStore::connect(&config, 1).unwrap());
+    let err = i.handle(event("sns/ops")).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}
