@@ -10,7 +10,8 @@ use collab::{Config, PgDocumentStore, Service, Settings, SnsPublisher};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    config.resolve_secret().await?;
     let store = PgDocumentStore::connect(&config.database, config.pool_size)?;
     store.migrate().await?;
     let publisher = SnsPublisher::from_config(&config).await;

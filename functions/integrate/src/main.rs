@@ -10,7 +10,8 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    config.resolve_secret().await?;
     let store = PgDocumentStore::connect(&config.database, config.pool_size)?;
     store.migrate().await?;
     let publisher = SnsPublisher::from_config(&config).await;

@@ -6,7 +6,7 @@ use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, 
 use integrate::{Integrator, Report};
 use serde_json::Value;
 
-const TOPIC: &str = "arn:aws:sns:us-east-1:000000000000:collab-ops";
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:collab-ops";
 const DOC: &str = "00000000-0000-4000-8000-000000000001";
 
 fn settings() -> Settings {

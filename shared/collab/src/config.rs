@@ -4,6 +4,8 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `DATABASE_URL` | PostgreSQL URL (or `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PSW`, `DB_NAME`) |
+//! | `DB_SECRET_ARN` | Secrets Manager secret with `username` and `password` (read at start; replaces `DB_USER`/`DB_PSW`) |
+//! | `DB_SSLMODE` | `require`: TLS, verified against the system's root certificates; else plain |
 //! | `AWS_REGION` | region of the SNS topic |
 //! | `SNS_TOPIC` | ARN of the topic shared by all replicas |
 //! | `REPLICA_ID` | this replica, 0 ..= 8191 |
@@ -69,6 +71,8 @@ pub struct Config {
     pub compact_after: i64,
     /// Connections per container.
     pub pool_size: usize,
+    /// A Secrets Manager secret holding the database `username` and `password`.
+    pub db_secret_arn: Option<String>,
 }
 
 fn parse<T: FromStr>(var: &'static str, value: &str, what: &str) -> Result<T, ConfigError> {
@@ -103,9 +107,19 @@ impl Config {
                     problem: "is not set (nor DB_HOST, DB_USER, DB_PSW, DB_NAME)".into(),
                 })?;
                 let mut c = tokio_postgres::Config::new();
-                c.host(&host)
-                    .user(&required("DB_USER")?)
-                    .dbname(&required("DB_NAME")?);
+                c.host(&host).dbname(&required("DB_NAME")?);
+                match get("DB_USER") {
+                    Some(user) => {
+                        c.user(user);
+                    }
+                    None if get("DB_SECRET_ARN").is_some() => {}
+                    None => {
+                        return Err(ConfigError {
+                            var: "DB_USER",
+                            problem: "is not set (nor DB_SECRET_ARN)".into(),
+                        });
+                    }
+                }
                 if let Some(p) = get("DB_PSW") {
                     c.password(p);
                 }
@@ -115,6 +129,20 @@ impl Config {
                 c
             }
         };
+        let mut database = database;
+        if let Some(mode) = get("DB_SSLMODE") {
+            database.ssl_mode(match mode.as_str() {
+                "disable" => tokio_postgres::config::SslMode::Disable,
+                "prefer" => tokio_postgres::config::SslMode::Prefer,
+                "require" => tokio_postgres::config::SslMode::Require,
+                other => {
+                    return Err(ConfigError {
+                        var: "DB_SSLMODE",
+                        problem: format!("{other:?} is not disable, prefer or require"),
+                    });
+                }
+            });
+        }
         let replica: u16 = parse("REPLICA_ID", &required("REPLICA_ID")?, "an integer")?;
         if replica > ReplicaId::MAX {
             return Err(ConfigError {
@@ -162,7 +190,44 @@ impl Config {
                 Some(v) => parse("DB_POOL_SIZE", &v, "a count")?,
                 None => 4,
             },
+            db_secret_arn: get("DB_SECRET_ARN"),
         })
+    }
+
+    /// Reads the database credentials from `DB_SECRET_ARN`, if set (once, at start).
+    pub async fn resolve_secret(&mut self) -> Result<(), ConfigError> {
+        let Some(arn) = self.db_secret_arn.clone() else {
+            return Ok(());
+        };
+        let fail = |problem: String| ConfigError {
+            var: "DB_SECRET_ARN",
+            problem,
+        };
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.aws_region.clone()));
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+        let out = client
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "cannot be read: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let json: serde_json::Value = serde_json::from_str(out.secret_string().unwrap_or_default())
+            .map_err(|_| fail("is not a JSON secret".into()))?;
+        let field = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        self.database
+            .user(field("username").ok_or_else(|| fail("has no `username`".into()))?);
+        self.database
+            .password(field("password").ok_or_else(|| fail("has no `password`".into()))?);
+        Ok(())
     }
 }
 
@@ -241,5 +306,24 @@ mod tests {
         assert_eq!(c.database.get_dbname(), Some("collab"));
         pairs.retain(|(k, _)| *k != "DB_NAME");
         assert_eq!(Config::from_lookup(env(&pairs)).unwrap_err().var, "DB_NAME");
+        pairs.push(("DB_NAME", "collab"));
+        pairs.retain(|(k, _)| *k != "DB_USER");
+        assert_eq!(Config::from_lookup(env(&pairs)).unwrap_err().var, "DB_USER");
+        pairs.push((
+            "DB_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
+        ));
+        pairs.push(("DB_SSLMODE", "require"));
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(
+            c.database.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        pairs.push(("DB_SSLMODE", "sometimes"));
+        pairs.retain(|(k, v)| *k != "DB_SSLMODE" || *v == "sometimes");
+        assert_eq!(
+            Config::from_lookup(env(&pairs)).unwrap_err().var,
+            "DB_SSLMODE"
+        );
     }
 }

@@ -33,15 +33,19 @@ impl PgDocumentStore {
         PgDocumentStore { pool }
     }
 
-    /// A store with a new pool of `size` connections.
+    /// A store with a new pool of `size` connections. With `sslmode=require` connections use TLS
+    /// and verify the server against the system's root certificates (RDS Proxy's are public);
+    /// otherwise they are plain (local servers often offer TLS with a self-signed certificate,
+    /// which verification would refuse).
     pub fn connect(config: &tokio_postgres::Config, size: usize) -> Result<Self, AppError> {
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+            Manager::from_config(config.clone(), NoTls, recycling)
+        } else {
+            Manager::from_config(config.clone(), tls()?, recycling)
+        };
         let pool = Pool::builder(manager)
             .max_size(size.max(1))
             .build()
@@ -70,6 +74,22 @@ impl PgDocumentStore {
         result.map_err(|e| AppError::Internal(format!("migrations failed: {e}")))?;
         Ok(())
     }
+}
+
+/// A TLS connector trusting the system's root certificates.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, AppError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| AppError::Internal(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// Converts an id component to PostgreSQL's `bigint`.
