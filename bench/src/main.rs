@@ -1,10 +1,12 @@
 //! `bench`: the workspace's benchmarks, as subcommands of one binary. `traces` compares the `rga`
-//! crate with peer CRDTs and a plain rope on real editing traces (see [`traces`]).
+//! crate with peer CRDTs and a plain rope on real editing traces (see [`traces`]); `store` the data
+//! layer against raw PostgreSQL inserts (see [`store`]).
 //!
 //! Every allocation goes through [`alloc::CountingAlloc`], so cells can report their heap growth.
 
 mod alloc;
 mod impls;
+mod store;
 mod traces;
 
 use std::process::ExitCode;
@@ -27,11 +29,15 @@ enum Command {
     /// Replay the sequential editing traces in each text implementation: local edits, remote
     /// updates, encode and decode; exits non-zero if any result differs from the trace's end.
     Traces(traces::Args),
+    /// The data layer on PostgreSQL (`DATABASE_URL`): appends against raw inserts, cold loads and
+    /// warm refreshes.
+    Store(store::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     let all_matched = match Cli::parse().command {
         Command::Traces(args) => traces::run(&args)?,
+        Command::Store(args) => store::run(&args)?,
     };
     Ok(if all_matched {
         ExitCode::SUCCESS

@@ -330,17 +330,27 @@ fn parse_since(s: Option<&str>) -> Result<VersionVector> {
             "`since` must be `site:seq,...` or a JSON version object".into(),
         ))
     };
-    if s.starts_with('{') {
-        return serde_json::from_str(s).map_err(|_| bad());
-    }
-    let mut v = VersionVector::new();
-    for part in s.split(',') {
-        let (site, seq) = part.split_once(':').ok_or_else(bad)?;
-        let site: u64 = site.trim().parse().map_err(|_| bad())?;
-        let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
-        if seq > v.get(SiteId(site)) {
-            v.set(SiteId(site), seq);
+    let v: VersionVector = if s.starts_with('{') {
+        serde_json::from_str(s).map_err(|_| bad())?
+    } else {
+        let mut v = VersionVector::new();
+        for part in s.split(',') {
+            let (site, seq) = part.split_once(':').ok_or_else(bad)?;
+            let site: u64 = site.trim().parse().map_err(|_| bad())?;
+            let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
+            if seq > v.get(SiteId(site)) {
+                v.set(SiteId(site), seq);
+            }
         }
+        v
+    };
+    // Identifiers travel as JSON numbers, exact only below 2^53.
+    if v.iter().any(|(site, seq)| {
+        site.0 > collab::service::MAX_WIRE_ID || seq > collab::service::MAX_WIRE_ID
+    }) {
+        return Err(ApiError(AppError::BadRequest(
+            "`since` entries must be below 2^53".into(),
+        )));
     }
     Ok(v)
 }
@@ -455,7 +465,14 @@ mod tests {
         assert_eq!(v.get(SiteId(7)), 2);
         assert_eq!(parse_since(Some(r#"{"7":2}"#)).unwrap().get(SiteId(7)), 2);
         assert!(parse_since(None).unwrap().is_empty());
-        for bad in ["7", "x:1", "1:-1", "{"] {
+        for bad in [
+            "7",
+            "x:1",
+            "1:-1",
+            "{",
+            "7:9223372036854775808",
+            r#"{"7":9007199254740993}"#,
+        ] {
             assert!(parse_since(Some(bad)).is_err(), "{bad}");
         }
     }

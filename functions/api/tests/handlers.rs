@@ -285,6 +285,46 @@ async fn bad_requests_get_a_clear_json_error_and_change_nothing() {
     assert_eq!((s, b["error"].as_str()), (409, Some("conflict")), "{b}");
 }
 
+/// PostgreSQL cannot store U+0000 in `text` or `jsonb`: every way it can come in is a 400 that
+/// changes nothing, not a 500 from the database (found by `scripts/schemathesis.sh`).
+#[tokio::test]
+async fn nul_characters_are_refused_with_400_instead_of_failing_in_the_database() {
+    let api = api().await;
+    let id = create(&api, "alice", "abc").await;
+    let site = session(&api, &id, "alice").await;
+    let sid: u64 = site.parse().unwrap();
+    let op_id = json!({"ssn": 1, "sum": 9, "sid": sid, "seq": 1});
+    let mut nul_user = fixture("put_collaborator").doc(&id);
+    nul_user.event["rawPath"] = json!(format!("/documents/{id}/collaborators/b%00b"));
+    let cases = vec![
+        fixture("create_document").body(json!({"title": "a\u{0}b"})),
+        fixture("create_document").body(json!({"title": "main.rs", "content": "a\u{0}b"})),
+        fixture("rename_document").doc(&id).body(json!({"title": "a\u{0}b"})),
+        fixture("post_edits").doc(&id).session(&site).body(json!({"session": sid, "edits": [{"index": 0, "insert": "x\u{0}"}]})),
+        fixture("post_operations").doc(&id).body(json!({"session": sid, "ops": [{"type": "insert", "id": op_id, "after": null, "text": "x\u{0}"}]})),
+        fixture("post_operations").doc(&id).body(json!({"session": sid, "ops": [{"type": "update", "id": op_id, "target": {"sid": 1u64 << 40, "seq": 1}, "value": "\u{0}"}]})),
+        nul_user,
+    ];
+    for call in cases {
+        let (s, b) = call.send(&api).await;
+        assert_eq!((s, b["error"].as_str()), (400, Some("malformed")), "{b}");
+        assert!(
+            b["message"].as_str().is_some_and(|m| m.contains("U+0000")),
+            "{b}"
+        );
+    }
+    let (s, b) = fixture("get_document").doc(&id).send(&api).await;
+    assert_eq!(
+        (s, b["title"].as_str(), b["text"].as_str()),
+        (200, Some("main.rs"), Some("abc")),
+        "refused requests changed nothing"
+    );
+    let (_, b) = fixture("list_documents").send(&api).await;
+    assert_eq!(b["documents"].as_array().map(Vec::len), Some(1), "{b}");
+    let (_, b) = fixture("list_collaborators").doc(&id).send(&api).await;
+    assert_eq!(b["collaborators"].as_array().map(Vec::len), Some(1), "{b}");
+}
+
 #[tokio::test]
 async fn an_op_whose_cause_is_missing_is_stored_and_answered_with_202() {
     let api = api().await;

@@ -5,8 +5,9 @@
 //!
 //! Only messages from the configured topic are accepted, and this replica's own messages are
 //! skipped. A message that can never succeed (unparseable) is logged and dropped; a transient
-//! failure (database down) fails the invocation so that SNS redelivers (integration is
-//! idempotent, so the records that did succeed are harmless to repeat).
+//! failure (database down) fails the invocation, so Lambda retries the asynchronous event and
+//! finally hands it to the dead-letter queue (integration is idempotent, so the records that did
+//! succeed are harmless to repeat).
 
 use aws_lambda_events::sns::SnsEvent;
 use collab::message::Envelope;
@@ -94,7 +95,7 @@ impl<P: EventPublisher> Integrator<P> {
             match self.service.integrate(envelope).await {
                 Ok(()) => report.integrated += 1,
                 Err(e) if e.is_transient() => {
-                    tracing::error!(message_id = %sns.message_id, error = %e, "transient failure; SNS will retry");
+                    tracing::error!(message_id = %sns.message_id, error = %e, "transient failure; the invocation fails and is retried");
                     return Err(e);
                 }
                 Err(e) => {

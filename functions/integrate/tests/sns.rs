@@ -108,7 +108,7 @@ async fn the_schedule_sweeps_the_outbox() {
 }
 
 #[tokio::test]
-async fn a_database_outage_fails_the_invocation_so_that_sns_retries() {
+async fn a_database_outage_fails_the_invocation_so_that_it_is_retried() {
     let mut config = collab::testing::admin_config();
     config
         .host("127.0.0.1")

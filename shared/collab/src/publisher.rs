@@ -37,10 +37,14 @@ impl SnsPublisher {
         }
     }
 
-    /// Builds the client from the configuration (region, and `AWS_ENDPOINT_URL` when set).
+    /// Builds the client from the configuration: the topic's own region (a replica in another
+    /// region publishes across), and `AWS_ENDPOINT_URL` when set.
     pub async fn from_config(config: &Config) -> Self {
+        let region = topic_region(&config.sns_topic)
+            .unwrap_or(&config.aws_region)
+            .to_owned();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.aws_region.clone()));
+            .region(aws_config::Region::new(region));
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -57,6 +61,11 @@ impl SnsPublisher {
     pub fn client(&self) -> &aws_sdk_sns::Client {
         &self.client
     }
+}
+
+/// The region field of a topic ARN (`arn:aws:sns:<region>:<account>:<name>`).
+pub fn topic_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
 }
 
 fn string_attr(value: String) -> Result<MessageAttributeValue, PublishError> {
@@ -79,5 +88,20 @@ impl EventPublisher for SnsPublisher {
             .await
             .map_err(|e| PublishError(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_comes_from_the_topic_arn() {
+        assert_eq!(
+            topic_region("arn:aws:sns:eu-west-1:123456789012:collab"),
+            Some("eu-west-1")
+        );
+        assert_eq!(topic_region("arn:aws:sns::123456789012:collab"), None);
+        assert_eq!(topic_region("collab"), None);
     }
 }

@@ -127,6 +127,17 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// Refuses text that PostgreSQL cannot store: `text` and `jsonb` values cannot hold U+0000, so
+/// storing it would fail the request with a 500 instead of explaining.
+fn check_storable(what: &str, s: &str) -> Result<(), AppError> {
+    if s.contains('\0') {
+        return Err(AppError::BadRequest(format!(
+            "{what} must not contain U+0000"
+        )));
+    }
+    Ok(())
+}
+
 fn check_wire_op(op: &Op) -> Result<(), AppError> {
     let id = op.id();
     let big = |v: u64| v > MAX_WIRE_ID;
@@ -155,7 +166,14 @@ fn check_wire_op(op: &Op) -> Result<(), AppError> {
             id.id()
         )));
     }
-    Ok(())
+    match op {
+        Op::Insert { text, .. } => check_storable(&format!("op {}: the text", id.id()), text),
+        Op::Update { value: '\0', .. } => Err(AppError::BadRequest(format!(
+            "op {}: the value must not be U+0000",
+            id.id()
+        ))),
+        Op::Update { .. } | Op::Delete { .. } => Ok(()),
+    }
 }
 
 impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
@@ -199,6 +217,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     }
 
     fn check_title(title: &str) -> Result<String, AppError> {
+        check_storable("the title", title)?;
         let t = title.trim();
         if t.is_empty() || t.chars().count() > 512 {
             return Err(AppError::BadRequest(
@@ -217,6 +236,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     ) -> Result<DocumentView, AppError> {
         let title = Self::check_title(title)?;
         let content = content.unwrap_or("");
+        check_storable("the content", content)?;
         if content.chars().count() > self.settings.limits.max_document_chars {
             return Err(AppError::TooLarge(format!(
                 "the document is limited to {} chars",
@@ -356,6 +376,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 "the owner's role cannot change".into(),
             ));
         }
+        check_storable("the user id", &target.0)?;
         let change = CollaboratorChange {
             document_id: id,
             user_id: target.clone(),
@@ -469,7 +490,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 let mut duplicates = 0;
                 let mut pending = Vec::new();
                 let mut fresh = Vec::new();
-                for op in ops {
+                for op in ops.iter().cloned() {
                     let id = op.id().id();
                     let a = rga.apply(op.clone()).map_err(op_error)?;
                     applied += a.released;
@@ -515,6 +536,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
         let (doc, _) = self.authorize(id, user, Role::Editor).await?;
         self.session_of(id, user, site).await?;
+        for edit in &edits {
+            check_storable("inserted text", &edit.insert)?;
+        }
         let (outcome, _) = self
             .commit(&doc, Announce::Ops, move |rga| {
                 let edit = rga.splice(site, base.as_ref(), &edits)?;
@@ -568,7 +592,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     }
 
     /// Integrates a message from another replica. Idempotent; invalid ops are logged and
-    /// dropped (they can never succeed); a storage failure is returned so that SNS retries.
+    /// dropped (they can never succeed); a storage failure is returned so that the delivery is retried.
     pub async fn integrate(&self, envelope: Envelope) -> Result<(), AppError> {
         if envelope.origin == self.settings.replica {
             return Ok(());
@@ -589,7 +613,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             Broadcast::Ops { ops, .. } => {
                 let document = doc.id;
                 self.commit(&doc, Announce::Nothing, move |rga| {
-                    for op in ops {
+                    for op in ops.iter().cloned() {
                         let id = op.id().id();
                         if let Err(e) = rga.apply(op) {
                             tracing::warn!(%document, op = %id, error = %e, "dropping an invalid remote op");
@@ -750,16 +774,22 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
     }
 
-    /// The write path; see the module docs. `work` returns its result and the ops to announce.
+    /// The write path; see the module docs. `work` returns its result and the ops to announce;
+    /// it may run twice (once more if another container wrote the document meanwhile).
+    ///
+    /// First optimistically: the cached replica is taken as current, `work` runs on it, and one
+    /// statement writes the plan only if the document's log has not grown since (one round trip).
+    /// If it has, the cache is dropped and the locked path runs: lock the row, read the tail,
+    /// apply it, run `work` again, write.
     async fn commit<T, W>(
         &self,
         doc: &Document,
         announce: Announce,
-        work: W,
+        mut work: W,
     ) -> Result<(T, Option<i64>), AppError>
     where
         T: Send,
-        W: FnOnce(&mut Rga) -> Result<(T, Vec<Op>), AppError> + Send,
+        W: FnMut(&mut Rga) -> Result<(T, Vec<Op>), AppError> + Send,
     {
         let slot = self.cache.slot(doc.id);
         let mut guard = slot.lock().await;
@@ -769,18 +799,52 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             *guard = None;
             return Err(e);
         }
+        let origin = self.settings.replica;
+        if let Some(cached) = guard.as_mut() {
+            let stored_waiting: HashSet<CharId> = cached
+                .rga
+                .pending_ops()
+                .iter()
+                .map(|op| op.id().id())
+                .collect();
+            let planned = self.plan(&mut cached.rga, doc, &announce, stored_waiting, &mut work);
+            let (value, plan) = match planned {
+                Ok(p) => p,
+                Err(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+            };
+            match self
+                .store
+                .try_append(doc.id, cached.next_pos, origin, &plan)
+                .await
+            {
+                Ok(Some(appended)) => {
+                    cached.next_pos = appended.next_pos;
+                    drop(guard);
+                    return Ok((value, self.after_commit(appended.outbox_id).await));
+                }
+                // Another container wrote first: start over under the lock.
+                Ok(None) => *guard = None,
+                Err(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = self.refresh(doc.id, &mut guard).await {
+            *guard = None;
+            return Err(e);
+        }
         let Some(cached) = guard.as_mut() else {
             return Err(AppError::Internal("cache slot empty after load".into()));
         };
-        let known = cached.next_pos;
-        let max_chars = self.settings.limits.max_document_chars;
-        let origin = self.settings.replica;
-        let info = doc.info();
         let mut result: Option<T> = None;
         let rga = &mut cached.rga;
         let appended = self
             .store
-            .append(doc.id, known, origin, |tail| {
+            .append(doc.id, cached.next_pos, origin, |tail| {
                 for op in tail.ops {
                     rga.apply(op)
                         .map_err(|e| AppError::Internal(format!("stored op refused: {e}")))?;
@@ -790,41 +854,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 for op in tail.waiting {
                     let _ = rga.apply(op);
                 }
-                let before = rga.version();
-                let (value, announced) = work(rga)?;
-                if rga.len() > max_chars {
-                    return Err(AppError::TooLarge(format!(
-                        "the document is limited to {max_chars} chars"
-                    )));
-                }
-                let waiting: HashMap<CharId, Op> = rga
-                    .pending_ops()
-                    .into_iter()
-                    .map(|op| (op.id().id(), op))
-                    .collect();
-                let plan = Plan {
-                    ops: rga.ops_since(&before),
-                    waiting_add: waiting
-                        .iter()
-                        .filter(|(id, _)| !stored_waiting.contains(id))
-                        .map(|(_, op)| op.clone())
-                        .collect(),
-                    waiting_remove: stored_waiting
-                        .iter()
-                        .filter(|id| !waiting.contains_key(id))
-                        .copied()
-                        .collect(),
-                    outbox: match announce {
-                        Announce::Ops if !announced.is_empty() => Some(Envelope {
-                            origin,
-                            body: Broadcast::Ops {
-                                document: info.clone(),
-                                ops: announced,
-                            },
-                        }),
-                        _ => None,
-                    },
-                };
+                let (value, plan) = self.plan(rga, doc, &announce, stored_waiting, &mut work)?;
                 result = Some(value);
                 Ok(plan)
             })
@@ -839,11 +869,69 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         };
         cached.next_pos = appended.next_pos;
         drop(guard);
-        if let Some(id) = appended.outbox_id {
-            self.publish_row(id).await;
-        }
+        let outbox = self.after_commit(appended.outbox_id).await;
         let value =
             result.ok_or_else(|| AppError::Internal("append did not run the plan".into()))?;
-        Ok((value, appended.outbox_id))
+        Ok((value, outbox))
+    }
+
+    /// Runs `work` on `rga` and turns what changed into a plan: the new ops, the waiting-buffer
+    /// changes against `stored_waiting`, and the broadcast.
+    fn plan<T, W>(
+        &self,
+        rga: &mut Rga,
+        doc: &Document,
+        announce: &Announce,
+        stored_waiting: HashSet<CharId>,
+        work: &mut W,
+    ) -> Result<(T, Plan), AppError>
+    where
+        W: FnMut(&mut Rga) -> Result<(T, Vec<Op>), AppError>,
+    {
+        let max_chars = self.settings.limits.max_document_chars;
+        let before = rga.version();
+        let (value, announced) = work(rga)?;
+        if rga.len() > max_chars {
+            return Err(AppError::TooLarge(format!(
+                "the document is limited to {max_chars} chars"
+            )));
+        }
+        let waiting: HashMap<CharId, Op> = rga
+            .pending_ops()
+            .into_iter()
+            .map(|op| (op.id().id(), op))
+            .collect();
+        let plan = Plan {
+            ops: rga.ops_since(&before),
+            waiting_add: waiting
+                .iter()
+                .filter(|(id, _)| !stored_waiting.contains(id))
+                .map(|(_, op)| op.clone())
+                .collect(),
+            waiting_remove: stored_waiting
+                .iter()
+                .filter(|id| !waiting.contains_key(id))
+                .copied()
+                .collect(),
+            outbox: match announce {
+                Announce::Ops if !announced.is_empty() => Some(Envelope {
+                    origin: self.settings.replica,
+                    body: Broadcast::Ops {
+                        document: doc.info(),
+                        ops: announced,
+                    },
+                }),
+                _ => None,
+            },
+        };
+        Ok((value, plan))
+    }
+
+    /// Publishes the outbox row a commit wrote, if any; returns its id.
+    async fn after_commit(&self, outbox: Option<i64>) -> Option<i64> {
+        if let Some(id) = outbox {
+            self.publish_row(id).await;
+        }
+        outbox
     }
 }

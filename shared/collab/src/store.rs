@@ -192,6 +192,17 @@ pub trait DocumentStore: Send + Sync {
     where
         F: FnOnce(Tail) -> Result<Plan, AppError> + Send;
 
+    /// Writes `plan` in one statement if the document's log is still at `known_pos` (no other
+    /// writer since the caller's replica was current); `None` if it moved on, writing nothing.
+    /// Every write advances the log length (waiting-only writes too), so the check covers them.
+    fn try_append(
+        &self,
+        id: DocumentId,
+        known_pos: i64,
+        origin: ReplicaId,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<Option<Appended>, AppError>> + Send;
+
     /// Appends operations idempotently in one statement (under the document's lock): a stored
     /// op with the same content is ignored, the same id with other content is a conflict.
     fn append_ops(

@@ -138,16 +138,14 @@ impl PgDocumentStore {
         user: &UserId,
     ) -> Result<Option<(Document, Option<Role>)>, AppError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role
-                     FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
-                     WHERE d.id = $1"
-                ),
-                &[&id.0, &user.0],
-            )
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role
+                 FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
+                 WHERE d.id = $1"
+            ))
             .await?;
+        let row = client.query_opt(&stmt, &[&id.0, &user.0]).await?;
         Ok(row.map(|r| {
             (
                 document(&r),

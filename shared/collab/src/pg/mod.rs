@@ -180,6 +180,15 @@ mod port {
         {
             self.append_impl(id, known_pos, origin, plan).await
         }
+        async fn try_append(
+            &self,
+            id: DocumentId,
+            known_pos: i64,
+            origin: ReplicaId,
+            plan: &Plan,
+        ) -> Result<Option<Appended>, AppError> {
+            self.try_append_impl(id, known_pos, origin, plan).await
+        }
         async fn append_ops(
             &self,
             id: DocumentId,

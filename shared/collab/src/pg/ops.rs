@@ -1,8 +1,9 @@
 //! Queries on `operations` and `waiting_ops`: the idempotent append, the tail, loading, catch-up.
 
+use deadpool_postgres::Transaction;
 use futures_util::future::try_join;
 use rga::{CharId, IdRange, Op, S4Vector, SiteId, VersionVector};
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Row;
 
 use super::{PgDocumentStore, documents, to_i64};
 use crate::error::AppError;
@@ -30,7 +31,14 @@ overlap AS (
             AND o.ref_sid IS NOT DISTINCT FROM i.ref_sid AND o.ref_seq IS NOT DISTINCT FROM i.ref_seq
             AND o.targets IS NOT DISTINCT FROM i.targets) AS same
     FROM input i
-    JOIN operations o ON o.document_id = $1 AND o.sid = i.sid AND o.seq < i.seq + i.len AND o.seq + o.len > i.seq
+    -- A site's stored runs never overlap, so the rows that can overlap [seq, seq + len) are the
+    -- last one starting at or before seq and those starting inside: two short index range scans.
+    CROSS JOIN LATERAL (
+        (SELECT * FROM operations o WHERE o.document_id = $1 AND o.sid = i.sid AND o.seq <= i.seq ORDER BY o.seq DESC LIMIT 1)
+        UNION ALL
+        (SELECT * FROM operations o WHERE o.document_id = $1 AND o.sid = i.sid AND o.seq > i.seq AND o.seq < i.seq + i.len)
+    ) o
+    WHERE o.seq + o.len > i.seq
 ),
 fresh AS (
     SELECT i.*, row_number() OVER (ORDER BY i.ord) AS k
@@ -68,6 +76,82 @@ SELECT (SELECT log_len FROM bump) AS next_pos,
        ARRAY(SELECT ord FROM overlap WHERE NOT same ORDER BY ord) AS conflicts,
        (SELECT id FROM out) AS outbox_id,
        (SELECT count(*) FROM unwait) + (SELECT count(*) FROM wait) AS waiting_changed";
+
+/// Inserts new ops at consecutive log positions from `$14`.
+const INSERT_OPS: &str = "
+INSERT INTO operations (document_id, ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, log_pos, origin_replica)
+SELECT $1, t.ssn, t.sum, t.sid, t.seq, t.kind, t.len, t.value, t.ref_ssn, t.ref_sum, t.ref_sid, t.ref_seq, t.targets, $14 + t.ord - 1, $15
+FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4[], $8::text[],
+            $9::int4[], $10::int8[], $11::int8[], $12::int8[], $13::jsonb[])
+    WITH ORDINALITY AS t(ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, ord)";
+
+/// The optimistic append (`try_append`): one statement that advances the log length only if it
+/// still is `$14`, and writes the ops (and the waiting changes and outbox row, when asked) only
+/// then. A concurrent writer makes the `UPDATE` wait for its commit and then find a different
+/// length, so nothing is written and the caller takes the locked path.
+fn try_append_sql(waiting: bool, outbox: bool) -> String {
+    let mut sql = String::from(
+        "WITH bump AS (
+    UPDATE documents SET log_len = log_len + $16, updated_at = now()
+    WHERE id = $1 AND log_len = $14 AND deleted_at IS NULL RETURNING id
+),
+ins AS (
+    INSERT INTO operations (document_id, ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, log_pos, origin_replica)
+    SELECT $1, t.ssn, t.sum, t.sid, t.seq, t.kind, t.len, t.value, t.ref_ssn, t.ref_sum, t.ref_sid, t.ref_seq, t.targets, $14 + t.ord - 1, $15
+    FROM bump CROSS JOIN unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4[], $8::text[],
+                                $9::int4[], $10::int8[], $11::int8[], $12::int8[], $13::jsonb[])
+        WITH ORDINALITY AS t(ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, ord)
+    RETURNING 1
+)",
+    );
+    let mut next = 17;
+    if waiting {
+        sql.push_str(&format!(
+            ",
+unwait AS (
+    DELETE FROM waiting_ops w USING bump, unnest(${a}::int8[], ${b}::int8[]) AS r(sid, seq)
+    WHERE w.document_id = $1 AND w.sid = r.sid AND w.seq = r.seq RETURNING 1
+),
+wait AS (
+    INSERT INTO waiting_ops (document_id, sid, seq, op)
+    SELECT $1, r.sid, r.seq, r.op FROM bump CROSS JOIN unnest(${c}::int8[], ${d}::int8[], ${e}::jsonb[]) AS r(sid, seq, op)
+    ON CONFLICT DO NOTHING RETURNING 1
+)",
+            a = next,
+            b = next + 1,
+            c = next + 2,
+            d = next + 3,
+            e = next + 4
+        ));
+        next += 5;
+    }
+    if outbox {
+        sql.push_str(&format!(
+            ",
+out AS (INSERT INTO outbox (document_id, payload) SELECT $1, ${next}::jsonb FROM bump RETURNING id)"
+        ));
+    }
+    sql.push_str(
+        "\nSELECT EXISTS (SELECT 1 FROM bump) AS ok, (SELECT count(*) FROM ins) AS inserted",
+    );
+    if waiting {
+        sql.push_str(
+            ", (SELECT count(*) FROM unwait) + (SELECT count(*) FROM wait) AS waiting_changed",
+        );
+    }
+    sql.push_str(if outbox {
+        ", (SELECT id FROM out) AS outbox_id"
+    } else {
+        ", NULL::int8 AS outbox_id"
+    });
+    sql
+}
+
+/// Advances a locked document's log length.
+const BUMP: &str = "UPDATE documents SET log_len = log_len + $2, updated_at = now() WHERE id = $1";
+
+/// Locks a live document's row for the rest of the transaction.
+const LOCK: &str = "SELECT log_len FROM documents WHERE id = $1 AND deleted_at IS NULL FOR UPDATE";
 
 /// The operations at or after `$2` and the waiting ops: src 1 rows are log entries, src 2
 /// waiting ops.
@@ -346,9 +430,10 @@ impl PgDocumentStore {
             .transpose()
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let origin = origin.0 as i32;
+        let append = tx.prepare_cached(APPEND).await?;
         let row = tx
             .query_one(
-                APPEND,
+                &append,
                 &[
                     &id.0,
                     &c.ssn,
@@ -405,12 +490,10 @@ impl PgDocumentStore {
         // Pipelined: the server runs the tail query after the lock is granted, so it sees every
         // row committed before. `plan` runs exactly once; on any failure the transaction rolls
         // back and the caller discards what `plan` changed in memory.
+        let (lock, tail) = try_join(tx.prepare_cached(LOCK), tx.prepare_cached(TAIL)).await?;
         let (lock, rows) = try_join(
-            tx.query_opt(
-                "SELECT log_len FROM documents WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
-                &[&id.0],
-            ),
-            tx.query(TAIL, &[&id.0, &known_pos]),
+            tx.query_opt(&lock, &[&id.0]),
+            tx.query(&tail, &[&id.0, &known_pos]),
         )
         .await?;
         let Some(lock) = lock else {
@@ -437,9 +520,194 @@ impl PgDocumentStore {
                 duplicates: 0,
             });
         }
-        let appended = self.append_in_tx(&tx, id, origin, &plan).await?;
+        let appended = self.append_planned(&tx, id, origin, log_len, &plan).await?;
         tx.commit().await?;
         Ok(appended)
+    }
+
+    /// Writes a plan made against the tail under the document's lock: its ops are new (the
+    /// caller's replica, up to date under the lock, refused or dropped the rest), so plain
+    /// inserts at positions `log_len ..` suffice, sent together in one round trip. The primary
+    /// key still refuses a reused id, failing the transaction.
+    async fn append_planned(
+        &self,
+        tx: &Transaction<'_>,
+        id: DocumentId,
+        origin: ReplicaId,
+        log_len: i64,
+        plan: &Plan,
+    ) -> Result<Appended, AppError> {
+        check_batch(&plan.ops)?;
+        let mut c = Columns::default();
+        for op in &plan.ops {
+            c.push(op)?;
+        }
+        let n = plan.ops.len() as i64;
+        let origin = origin.0 as i32;
+        let (insert, bump) =
+            try_join(tx.prepare_cached(INSERT_OPS), tx.prepare_cached(BUMP)).await?;
+        // Every write moves the log length on, so optimistic writers see it (waiting-only
+        // writes leave a gap in the positions, which readers tolerate).
+        let advance = n.max(1);
+        let bump_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&id.0, &advance];
+        let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 15] = [
+            &id.0, &c.ssn, &c.sum, &c.sid, &c.seq, &c.kind, &c.len, &c.value, &c.ref_ssn,
+            &c.ref_sum, &c.ref_sid, &c.ref_seq, &c.targets, &log_len, &origin,
+        ];
+        let ops = async {
+            let bumped = tx.execute(&bump, &bump_params);
+            if n > 0 {
+                let inserted = tx.execute(&insert, &insert_params);
+                try_join(inserted, bumped).await?;
+            } else {
+                bumped.await?;
+            }
+            Ok::<_, AppError>(())
+        };
+        let waiting = async {
+            if !plan.waiting_remove.is_empty() {
+                let sid: Vec<i64> = plan
+                    .waiting_remove
+                    .iter()
+                    .map(|i| to_i64(i.sid.0, "site id"))
+                    .collect::<Result<_, _>>()?;
+                let seq: Vec<i64> = plan
+                    .waiting_remove
+                    .iter()
+                    .map(|i| to_i64(i.seq, "seq"))
+                    .collect::<Result<_, _>>()?;
+                tx.execute(
+                    "DELETE FROM waiting_ops w USING unnest($2::int8[], $3::int8[]) AS r(sid, seq) WHERE w.document_id = $1 AND w.sid = r.sid AND w.seq = r.seq",
+                    &[&id.0, &sid, &seq],
+                )
+                .await?;
+            }
+            if !plan.waiting_add.is_empty() {
+                let sid: Vec<i64> = plan
+                    .waiting_add
+                    .iter()
+                    .map(|o| to_i64(o.site().0, "site id"))
+                    .collect::<Result<_, _>>()?;
+                let seq: Vec<i64> = plan
+                    .waiting_add
+                    .iter()
+                    .map(|o| to_i64(o.id().seq, "seq"))
+                    .collect::<Result<_, _>>()?;
+                let op: Vec<serde_json::Value> = plan
+                    .waiting_add
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                tx.execute(
+                    "INSERT INTO waiting_ops (document_id, sid, seq, op) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::jsonb[]) ON CONFLICT DO NOTHING",
+                    &[&id.0, &sid, &seq, &op],
+                )
+                .await?;
+            }
+            Ok::<_, AppError>(())
+        };
+        let outbox = async {
+            match &plan.outbox {
+                Some(e) => {
+                    let payload =
+                        serde_json::to_value(e).map_err(|e| AppError::Internal(e.to_string()))?;
+                    let row = tx.query_one("INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id", &[&id.0, &payload]).await?;
+                    Ok::<_, AppError>(Some(row.get::<_, i64>(0)))
+                }
+                None => Ok(None),
+            }
+        };
+        let ((), (), outbox_id) = futures_util::future::try_join3(ops, waiting, outbox).await?;
+        Ok(Appended {
+            next_pos: log_len + advance,
+            outbox_id,
+            inserted: n as u64,
+            duplicates: 0,
+        })
+    }
+
+    pub(crate) async fn try_append_impl(
+        &self,
+        id: DocumentId,
+        known_pos: i64,
+        origin: ReplicaId,
+        plan: &Plan,
+    ) -> Result<Option<Appended>, AppError> {
+        if plan.is_empty() {
+            return Ok(Some(Appended {
+                next_pos: known_pos,
+                outbox_id: None,
+                inserted: 0,
+                duplicates: 0,
+            }));
+        }
+        check_batch(&plan.ops)?;
+        let mut c = Columns::default();
+        for op in &plan.ops {
+            c.push(op)?;
+        }
+        let n = plan.ops.len() as i64;
+        let waiting = !plan.waiting_add.is_empty() || !plan.waiting_remove.is_empty();
+        let sql = try_append_sql(waiting, plan.outbox.is_some());
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(&sql).await?;
+        let unwait_sid: Vec<i64> = plan
+            .waiting_remove
+            .iter()
+            .map(|i| to_i64(i.sid.0, "site id"))
+            .collect::<Result<_, _>>()?;
+        let unwait_seq: Vec<i64> = plan
+            .waiting_remove
+            .iter()
+            .map(|i| to_i64(i.seq, "seq"))
+            .collect::<Result<_, _>>()?;
+        let wait_sid: Vec<i64> = plan
+            .waiting_add
+            .iter()
+            .map(|o| to_i64(o.site().0, "site id"))
+            .collect::<Result<_, _>>()?;
+        let wait_seq: Vec<i64> = plan
+            .waiting_add
+            .iter()
+            .map(|o| to_i64(o.id().seq, "seq"))
+            .collect::<Result<_, _>>()?;
+        let wait_op: Vec<serde_json::Value> = plan
+            .waiting_add
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let outbox = plan
+            .outbox
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let advance = n.max(1);
+        let origin = origin.0 as i32;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &id.0, &c.ssn, &c.sum, &c.sid, &c.seq, &c.kind, &c.len, &c.value, &c.ref_ssn,
+            &c.ref_sum, &c.ref_sid, &c.ref_seq, &c.targets, &known_pos, &origin, &advance,
+        ];
+        if waiting {
+            let extra: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                [&unwait_sid, &unwait_seq, &wait_sid, &wait_seq, &wait_op];
+            params.extend(extra);
+        }
+        if let Some(o) = &outbox {
+            params.push(o);
+        }
+        let row = client.query_one(&stmt, &params).await?;
+        if !row.get::<_, bool>("ok") {
+            return Ok(None);
+        }
+        Ok(Some(Appended {
+            next_pos: known_pos + advance,
+            outbox_id: row.get("outbox_id"),
+            inserted: n as u64,
+            duplicates: 0,
+        }))
     }
 
     pub(crate) async fn append_ops_impl(
@@ -478,9 +746,14 @@ impl PgDocumentStore {
                  WHERE d.id = $1",
                 documents::COLUMNS
             );
+            let (meta, tail) = try_join(
+                client.prepare_cached(&meta),
+                client.prepare_cached(LOAD_TAIL),
+            )
+            .await?;
             let (meta, rows) = try_join(
                 client.query_opt(&meta, &[&id.0]),
-                client.query(LOAD_TAIL, &[&id.0]),
+                client.query(&tail, &[&id.0]),
             )
             .await?;
             let Some(meta) = meta else { return Ok(None) };
@@ -511,9 +784,14 @@ impl PgDocumentStore {
 
     pub(crate) async fn tail_impl(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
         let client = self.pool.get().await?;
+        let (len, tail) = try_join(
+            client.prepare_cached("SELECT log_len FROM documents WHERE id = $1"),
+            client.prepare_cached(TAIL),
+        )
+        .await?;
         let (len, rows) = try_join(
-            client.query_opt("SELECT log_len FROM documents WHERE id = $1", &[&id.0]),
-            client.query(TAIL, &[&id.0, &from]),
+            client.query_opt(&len, &[&id.0]),
+            client.query(&tail, &[&id.0, &from]),
         )
         .await?;
         let Some(len) = len else {

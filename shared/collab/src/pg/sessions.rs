@@ -71,12 +71,12 @@ impl PgDocumentStore {
             return Ok(None);
         };
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
+        let stmt = client
+            .prepare_cached(
                 "SELECT site_id, document_id, user_id, replica FROM sessions WHERE site_id = $1",
-                &[&site],
             )
             .await?;
+        let row = client.query_opt(&stmt, &[&site]).await?;
         Ok(row.as_ref().map(session))
     }
 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# `make dev [REPLICAS=N]`: the whole system on this machine, no AWS account. PostgreSQL (the local
+# server, or a private cluster under .dev/pg), one database per replica, a moto server for SNS
+# and SQS, each replica's functions under `cargo lambda watch` on 127.0.0.1, and a relay that
+# delivers each replica's SNS subscription to its integrate function. Ctrl-C stops everything
+# this script started.
+set -euo pipefail
+source "$(dirname "$0")/services.sh"
+N="${REPLICAS:-1}"
+[[ "$N" =~ ^[1-9][0-9]*$ ]] || { log "REPLICAS must be a positive integer"; exit 2; }
+WATCH_PIDS=()
+shutdown() {
+    trap - INT TERM EXIT
+    log "stopping"
+    for pid in "${WATCH_PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    stop_started
+}
+trap shutdown INT TERM EXIT
+
+ensure_venv
+ensure_postgres
+ensure_moto
+cd "$ROOT"
+
+SECRET_FILE="$DEV/auth-secret"
+[ -s "$SECRET_FILE" ] || python3 -c 'import secrets; print(secrets.token_hex(32))' >"$SECRET_FILE"
+export AUTH_LOCAL_SECRET="$(cat "$SECRET_FILE")"
+
+# The shared topic, and per replica a queue subscribed with template.yaml's filter policy.
+mapfile -t WIRING < <(python3 - "$N" <<'PY'
+import json, os, sys, boto3
+n = int(sys.argv[1])
+kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+sns, sqs = boto3.client("sns", **kw), boto3.client("sqs", **kw)
+topic = sns.create_topic(Name="collab-ops")["TopicArn"]
+print(topic)
+for i in range(1, n + 1):
+    url = sqs.create_queue(QueueName=f"collab-replica-{i}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"replica_id": [{"anything-but": [str(i)]}]})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": policy})
+    print(url)
+PY
+)
+TOPIC="${WIRING[0]}"
+RELAY_ARGS=()
+for i in $(seq "$N"); do
+    port=$((9100 + i))
+    db="collab_dev_$i"
+    psql "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
+    log "replica $i: database $db, functions on 127.0.0.1:$port (log: .dev/watch-$i.log)"
+    env DATABASE_URL="${DATABASE_URL%/*}/$db" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
+        cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$DEV/watch-$i.log" 2>&1 &
+    WATCH_PIDS+=($!)
+    RELAY_ARGS+=("${WIRING[$i]}=http://127.0.0.1:$port/2015-03-31/functions/integrate/invocations")
+done
+
+TOKEN="$(dev_token alice 604800)"
+TOKEN2="$(dev_token bob 604800)"
+for i in $(seq "$N"); do
+    url="http://127.0.0.1:$((9100 + i))/lambda-url/api/documents"
+    log "waiting for replica $i to build and answer (the first build takes a few minutes)"
+    for _ in $(seq 1800); do
+        curl -s -o /dev/null -H "authorization: Bearer $TOKEN" "$url" && break
+        kill -0 "${WATCH_PIDS[$((i - 1))]}" 2>/dev/null || { tail -20 "$DEV/watch-$i.log" >&2; exit 1; }
+        sleep 1
+    done
+done
+
+"$VENV/bin/python" scripts/relay.py "$AWS_ENDPOINT_URL" "$TOPIC" "${RELAY_ARGS[@]}" 2>"$DEV/relay.log" &
+STARTED_PIDS+=($!)
+
+echo
+if [ "$N" = 1 ]; then
+    echo "API_URL=http://127.0.0.1:9101/lambda-url/api"
+else
+    for i in $(seq "$N"); do echo "API_URL_$i=http://127.0.0.1:$((9100 + i))/lambda-url/api"; done
+fi
+echo "DEV_TOKEN=$TOKEN"
+echo "DEV_TOKEN_2=$TOKEN2"
+echo
+echo "Try:"
+echo "  curl -s -X POST http://127.0.0.1:9101/lambda-url/api/documents -H \"authorization: Bearer \$DEV_TOKEN\" -H 'content-type: application/json' -d '{\"title\":\"hello.rs\",\"content\":\"fn main() {}\"}'"
+echo
+echo "Ctrl-C stops everything."
+wait "${WATCH_PIDS[0]}"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make test`: every test, starting what they need (PostgreSQL where none answers, moto,
+# cargo-lambda): formatting and lints, `cargo test`, the template checks, then the smoke test
+# against the functions running under `cargo lambda watch`.
+set -euo pipefail
+source "$(dirname "$0")/services.sh"
+trap stop_started EXIT
+
+ensure_venv
+ensure_postgres
+ensure_moto
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "cargo test (DATABASE_URL=$DATABASE_URL, AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL)"
+cargo test --quiet
+
+step "template checks"
+sam validate --lint --template template.yaml --region us-east-1
+cfn-lint template.yaml
+
+step "smoke test"
+scripts/smoke.sh
+
+step "schemathesis against docs/openapi.yaml"
+scripts/schemathesis.sh
+
+step "all tests passed"
