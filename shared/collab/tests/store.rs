@@ -558,14 +558,43 @@ async fn roles_gate_every_use_case_and_strangers_see_nothing() {
 async fn a_stale_warm_container_falls_back_to_the_locked_path_and_loses_nothing() {
     let db = TestDb::new().await.unwrap();
     let (a, b) = (service(&db, 1, 1), service(&db, 1, 1));
-    let doc = a.create_document(&alice(), "d", Some("ab")).await.unwrap().document;
+    let doc = a
+        .create_document(&alice(), "d", Some("ab"))
+        .await
+        .unwrap()
+        .document;
     let (sa, sb) = (
         a.open_session(doc.id, &alice()).await.unwrap().session.site,
         b.open_session(doc.id, &alice()).await.unwrap().session.site,
     );
     // Both containers are warm; B writes, so A's cached replica is now behind.
-    b.apply_edits(doc.id, &alice(), sb, None, vec![Splice { index: 2, delete: 0, insert: "B".into() }]).await.unwrap();
-    let out = a.apply_edits(doc.id, &alice(), sa, None, vec![Splice { index: 0, delete: 0, insert: "A".into() }]).await.unwrap();
+    b.apply_edits(
+        doc.id,
+        &alice(),
+        sb,
+        None,
+        vec![Splice {
+            index: 2,
+            delete: 0,
+            insert: "B".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let out = a
+        .apply_edits(
+            doc.id,
+            &alice(),
+            sa,
+            None,
+            vec![Splice {
+                index: 0,
+                delete: 0,
+                insert: "A".into(),
+            }],
+        )
+        .await
+        .unwrap();
     assert_eq!(out.text, "AabB", "A saw B's edit before writing its own");
     assert_eq!(b.get_document(doc.id, &alice()).await.unwrap().text, "AabB");
     assert_eq!(op_rows(&db).await, 3);
