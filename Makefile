@@ -15,6 +15,7 @@ smoke:
 # The long randomized runs that CI leaves out (random seeds, printed).
 soak:
 	cargo test --release -p rga --test convergence -- --ignored --nocapture
+	scripts/soak.sh
 
 bench:
 	cargo run --release -p bench -- traces

@@ -24,13 +24,13 @@ ensure_venv() {
         log "creating $VENV"
         python3 -m venv "$VENV"
     fi
-    local want=(cargo-lambda "moto[server]" cfn-lint aws-sam-cli schemathesis)
-    local missing=()
-    "$VENV/bin/python" -c "import moto, cfnlint, samcli, schemathesis" 2>/dev/null || missing=("${want[@]}")
-    [ -x "$VENV/bin/cargo-lambda" ] || missing=("${want[@]}")
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing ${missing[*]} into $VENV (PyPI)"
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}" >&2
+    # Exact versions (scripts/requirements.txt, from `pip freeze` of a working set): no resolver
+    # backtracking, the same tools on every machine.
+    local stamp="$VENV/.requirements"
+    if ! cmp -s "$ROOT/scripts/requirements.txt" "$stamp" || [ ! -x "$VENV/bin/cargo-lambda" ]; then
+        log "installing cargo-lambda, moto, cfn-lint, aws-sam-cli, schemathesis into $VENV (PyPI)"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements.txt" >&2
+        cp "$ROOT/scripts/requirements.txt" "$stamp"
     fi
     export PATH="$VENV/bin:$PATH"
 }

@@ -12,7 +12,8 @@
 use aws_lambda_events::sns::SnsEvent;
 use collab::message::Envelope;
 use collab::publisher::EventPublisher;
-use collab::{AppError, PgDocumentStore, ReplicaId, Service};
+use collab::store::DocumentStore;
+use collab::{AppError, ReplicaId, Service};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -30,14 +31,14 @@ pub struct Report {
 }
 
 /// Shared per container.
-pub struct Integrator<P> {
+pub struct Integrator<S, P> {
     /// The use-cases.
-    pub service: Service<PgDocumentStore, P>,
+    pub service: Service<S, P>,
     /// The only topic accepted.
     pub topic_arn: String,
 }
 
-impl<P: EventPublisher> Integrator<P> {
+impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
     fn replica(&self) -> ReplicaId {
         self.service.settings().replica
     }

@@ -19,7 +19,7 @@ fn settings() -> Settings {
     }
 }
 
-fn integrator(store: PgDocumentStore) -> Integrator<ChannelPublisher> {
+fn integrator(store: PgDocumentStore) -> Integrator<PgDocumentStore, ChannelPublisher> {
     Integrator {
         service: Service::new(store, ChannelPublisher::new(), settings()),
         topic_arn: TOPIC.into(),
@@ -32,7 +32,7 @@ fn event(name: &str) -> Value {
         .unwrap()
 }
 
-async fn text(i: &Integrator<ChannelPublisher>) -> Result<String, AppError> {
+async fn text(i: &Integrator<PgDocumentStore, ChannelPublisher>) -> Result<String, AppError> {
     Ok(i.service
         .get_document(DOC.parse::<DocumentId>().unwrap(), &UserId("alice".into()))
         .await?

@@ -808,29 +808,32 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 .map(|op| op.id().id())
                 .collect();
             let planned = self.plan(&mut cached.rga, doc, &announce, stored_waiting, &mut work);
-            let (value, plan) = match planned {
-                Ok(p) => p,
-                Err(e) => {
-                    *guard = None;
-                    return Err(e);
-                }
+            // A refusal may come from a stale cache (a base this container has not seen yet,
+            // though another container stored it): decide it again under the lock.
+            let attempt = match planned {
+                Ok((value, plan)) => match self
+                    .store
+                    .try_append(doc.id, cached.next_pos, origin, &plan)
+                    .await
+                {
+                    Ok(Some(appended)) => Some((value, appended)),
+                    Ok(None) => None,
+                    Err(e) => {
+                        *guard = None;
+                        return Err(e);
+                    }
+                },
+                Err(_) => None,
             };
-            match self
-                .store
-                .try_append(doc.id, cached.next_pos, origin, &plan)
-                .await
-            {
-                Ok(Some(appended)) => {
+            match attempt {
+                Some((value, appended)) => {
                     cached.next_pos = appended.next_pos;
                     drop(guard);
                     return Ok((value, self.after_commit(appended.outbox_id).await));
                 }
-                // Another container wrote first: start over under the lock.
-                Ok(None) => *guard = None,
-                Err(e) => {
-                    *guard = None;
-                    return Err(e);
-                }
+                // Another container wrote first, or the refusal may be stale: start over
+                // under the lock.
+                None => *guard = None,
             }
         }
         if let Err(e) = self.refresh(doc.id, &mut guard).await {

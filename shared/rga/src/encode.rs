@@ -408,9 +408,13 @@ impl Rga {
                     last_sum[agent as usize] = sum;
                 }
                 K_DELETE_RUN => {
-                    let count = r.count()?;
-                    if count < 2 || count > u32::MAX as usize {
-                        return Err(malformed("delete run shorter than 2"));
+                    // A run of n deletes takes a few bytes whatever n is: bound it by the
+                    // characters it can target, not by the bytes left.
+                    let count = r.u64()? as usize;
+                    if count < 2 || count > lv_count as usize {
+                        return Err(malformed(
+                            "delete run shorter than 2 or longer than the text",
+                        ));
                     }
                     let n = count as u32;
                     let start = offset_u32(last_target, r.i64()?)?;

@@ -355,3 +355,19 @@ fn cursor_anchors_follow_concurrent_edits() {
         "a deleted anchor maps to the next visible char"
     );
 }
+
+#[test]
+fn a_long_backspace_run_at_the_end_of_the_log_survives_a_snapshot() {
+    let mut d = Rga::new();
+    d.insert(A, 0, &"x".repeat(500)).unwrap();
+    for i in (100..500).rev() {
+        d.delete(A, i, 1).unwrap();
+    }
+    let back = Rga::decode(&d.encode()).unwrap();
+    back.assert_invariants();
+    assert_eq!(back.text(), "x".repeat(100));
+    assert_eq!(
+        back.ops_since(&VersionVector::new()),
+        d.ops_since(&VersionVector::new())
+    );
+}
