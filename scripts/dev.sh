@@ -50,6 +50,7 @@ for i in $(seq "$N"); do
     psql "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
     log "replica $i: database $db, functions on 127.0.0.1:$port (log: .dev/watch-$i.log)"
     env DATABASE_URL="${DATABASE_URL%/*}/$db" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
+        WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((9200 + i))/dev" \
         cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$DEV/watch-$i.log" 2>&1 &
     WATCH_PIDS+=($!)
     RELAY_ARGS+=("${WIRING[$i]}=http://127.0.0.1:$port/2015-03-31/functions/integrate/invocations")
@@ -67,20 +68,32 @@ for i in $(seq "$N"); do
     done
 done
 
+# One local WebSocket gateway per replica, in front of its realtime function.
+cargo build --quiet -p wsgateway
+for i in $(seq "$N"); do
+    target/debug/wsgateway --listen "127.0.0.1:$((9200 + i))" --stage dev \
+        --invoke "http://127.0.0.1:$((9100 + i))/2015-03-31/functions/realtime/invocations" >"$DEV/gateway-$i.log" 2>&1 &
+    STARTED_PIDS+=($!)
+done
+
 "$VENV/bin/python" scripts/relay.py "$AWS_ENDPOINT_URL" "$TOPIC" "${RELAY_ARGS[@]}" 2>"$DEV/relay.log" &
 STARTED_PIDS+=($!)
 
 echo
 if [ "$N" = 1 ]; then
     echo "API_URL=http://127.0.0.1:9101/lambda-url/api"
+    echo "WS_URL=ws://127.0.0.1:9201/"
 else
     for i in $(seq "$N"); do echo "API_URL_$i=http://127.0.0.1:$((9100 + i))/lambda-url/api"; done
+    for i in $(seq "$N"); do echo "WS_URL_$i=ws://127.0.0.1:$((9200 + i))/"; done
 fi
 echo "DEV_TOKEN=$TOKEN"
 echo "DEV_TOKEN_2=$TOKEN2"
 echo
 echo "Try:"
 echo "  curl -s -X POST http://127.0.0.1:9101/lambda-url/api/documents -H \"authorization: Bearer \$DEV_TOKEN\" -H 'content-type: application/json' -d '{\"title\":\"hello.rs\",\"content\":\"fn main() {}\"}'"
+echo
+echo "  websocat \"ws://127.0.0.1:9201/?document=<id>&token=\$DEV_TOKEN\"   # then send {\"type\":\"ping\"}"
 echo
 echo "Ctrl-C stops everything."
 wait "${WATCH_PIDS[0]}"

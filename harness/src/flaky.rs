@@ -9,7 +9,8 @@ use collab::AppError;
 use collab::ids::{DocumentId, ReplicaId, UserId};
 use collab::message::Envelope;
 use collab::model::{
-    Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session, SnapshotMeta,
+    Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role, Session,
+    SnapshotMeta,
 };
 use collab::store::{Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
 use rga::{Op, SiteId, VersionVector};
@@ -180,6 +181,22 @@ impl<S: DocumentStore> DocumentStore for FlakyStore<S> {
     }
     async fn session(&self, site: SiteId) -> Result<Option<Session>, AppError> {
         self.inner.session(site).await
+    }
+    async fn add_connection(
+        &self,
+        connection: &Connection,
+        replica: ReplicaId,
+    ) -> Result<(), AppError> {
+        self.inner.add_connection(connection, replica).await
+    }
+    async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
+        self.inner.remove_connection(id).await
+    }
+    async fn connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
+        self.inner.connection(id).await
+    }
+    async fn connections(&self, document: DocumentId) -> Result<Vec<Connection>, AppError> {
+        self.inner.connections(document).await
     }
     async fn claim_outbox(
         &self,

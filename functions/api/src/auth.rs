@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lambda_http::request::RequestContext;
-use serde::{Deserialize, Serialize};
 
 use collab::{AppError, UserId};
 
@@ -35,29 +33,7 @@ impl AuthConfig {
     }
 }
 
-/// The claims of a local token.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LocalClaims {
-    /// The user.
-    pub sub: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: u64,
-}
-
-/// Signs a local token for `user`, valid for `ttl_secs` (for `make dev` and tests).
-pub fn issue_local_token(secret: &[u8], user: &str, ttl_secs: u64) -> String {
-    let exp = chrono::Utc::now().timestamp().max(0) as u64 + ttl_secs;
-    let claims = LocalClaims {
-        sub: user.to_owned(),
-        exp,
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap_or_default()
-}
+pub use collab::auth::{LocalClaims, issue_local_token};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -82,34 +58,10 @@ fn authorizer_subject(parts: &Parts) -> Option<String> {
     }
 }
 
-/// Verifies a local bearer token.
+/// Verifies a local bearer token from an `Authorization` header.
 pub fn verify_local(secret: &[u8], header: Option<&str>) -> Result<UserId, ApiError> {
-    let header =
-        header.ok_or_else(|| unauthorized("missing Authorization header (Bearer token)"))?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    validation.leeway = 0;
-    let data = jsonwebtoken::decode::<LocalClaims>(
-        token.trim(),
-        &DecodingKey::from_secret(secret),
-        &validation,
-    )
-    .map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        match e.kind() {
-            ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
-            ErrorKind::InvalidSignature => unauthorized("the token's signature is invalid"),
-            _ => unauthorized("the token is malformed"),
-        }
-    })?;
-    if data.claims.sub.is_empty() {
-        return Err(unauthorized("the token names no user"));
-    }
-    Ok(UserId(data.claims.sub))
+    let token = collab::auth::bearer(header)?;
+    Ok(collab::auth::verify_local_token(secret, token)?)
 }
 
 impl<P: Send + Sync + 'static> FromRequestParts<Arc<App<P>>> for Caller {
@@ -140,6 +92,7 @@ impl<P: Send + Sync + 'static> FromRequestParts<Arc<App<P>>> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
     #[test]
     fn local_tokens_verify_and_bad_ones_say_why() {

@@ -16,7 +16,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     store.migrate().await?;
     let publisher = SnsPublisher::from_config(&config).await;
     let integrator = Integrator {
-        service: Service::new(store, publisher, Settings::from_config(&config)),
+        service: with_push(
+            Service::new(store.clone(), publisher, Settings::from_config(&config)),
+            &store,
+            &config,
+        )
+        .await,
         topic_arn: config.sns_topic.clone(),
     };
     let integrator = &integrator;
@@ -25,4 +30,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok::<_, lambda_runtime::Error>(report)
     }))
     .await
+}
+
+/// Pushes new ops to WebSocket editors when `WS_MANAGEMENT_ENDPOINT` is set.
+async fn with_push(
+    service: Service<PgDocumentStore, SnsPublisher>,
+    store: &PgDocumentStore,
+    config: &Config,
+) -> Service<PgDocumentStore, SnsPublisher> {
+    match &config.ws_management_endpoint {
+        Some(endpoint) => {
+            let poster =
+                collab::realtime::ApiGatewayPoster::new(endpoint, &config.aws_region).await;
+            service.with_push(collab::realtime::push_hook(store.clone(), poster))
+        }
+        None => service,
+    }
 }

@@ -14,6 +14,7 @@
 //! | `MAX_BODY_BYTES`, `MAX_BATCH_OPS`, `MAX_DOCUMENT_CHARS` | request limits (413 above) |
 //! | `COMPACT_AFTER` | tail rows that trigger a snapshot |
 //! | `DB_POOL_SIZE` | connections per container |
+//! | `WS_MANAGEMENT_ENDPOINT` | WebSocket API stage endpoint for pushes (realtime: required) |
 
 use std::str::FromStr;
 
@@ -73,6 +74,9 @@ pub struct Config {
     pub pool_size: usize,
     /// A Secrets Manager secret holding the database `username` and `password`.
     pub db_secret_arn: Option<String>,
+    /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
+    /// or the local gateway's): new ops are pushed to editors through it when set.
+    pub ws_management_endpoint: Option<String>,
 }
 
 fn parse<T: FromStr>(var: &'static str, value: &str, what: &str) -> Result<T, ConfigError> {
@@ -191,6 +195,7 @@ impl Config {
                 None => 4,
             },
             db_secret_arn: get("DB_SECRET_ARN"),
+            ws_management_endpoint: get("WS_MANAGEMENT_ENDPOINT"),
         })
     }
 

@@ -5,6 +5,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 mod cache;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod message;
 pub mod model;
 pub mod pg;
 pub mod publisher;
+pub mod realtime;
 pub mod service;
 pub mod store;
 #[doc(hidden)]

@@ -158,3 +158,16 @@ pub struct CollaboratorChange {
     /// Stamp, replica.
     pub replica: ReplicaId,
 }
+
+/// A WebSocket connection to a document on this replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// API Gateway's connection id.
+    pub id: String,
+    /// The document.
+    pub document_id: DocumentId,
+    /// The authenticated user.
+    pub user_id: UserId,
+    /// When it connected.
+    pub connected_at: DateTime<Utc>,
+}

@@ -121,6 +121,7 @@ pub struct Service<S, P> {
     publisher: P,
     settings: Settings,
     cache: DocCache,
+    push: Option<crate::realtime::PushHook>,
 }
 
 fn now_ms() -> i64 {
@@ -185,7 +186,14 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             publisher,
             settings,
             cache,
+            push: None,
         }
+    }
+
+    /// Pushes the new ops of every commit through `hook` (to WebSocket editors).
+    pub fn with_push(mut self, hook: crate::realtime::PushHook) -> Self {
+        self.push = Some(hook);
+        self
     }
 
     /// The store.
@@ -816,7 +824,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     .try_append(doc.id, cached.next_pos, origin, &plan)
                     .await
                 {
-                    Ok(Some(appended)) => Some((value, appended)),
+                    Ok(Some(appended)) => Some((value, appended, plan.ops)),
                     Ok(None) => None,
                     Err(e) => {
                         *guard = None;
@@ -826,10 +834,10 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 Err(_) => None,
             };
             match attempt {
-                Some((value, appended)) => {
+                Some((value, appended, ops)) => {
                     cached.next_pos = appended.next_pos;
                     drop(guard);
-                    return Ok((value, self.after_commit(appended.outbox_id).await));
+                    return Ok((value, self.after_commit(doc, appended.outbox_id, ops).await));
                 }
                 // Another container wrote first, or the refusal may be stale: start over
                 // under the lock.
@@ -844,6 +852,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             return Err(AppError::Internal("cache slot empty after load".into()));
         };
         let mut result: Option<T> = None;
+        let mut committed_ops = Vec::new();
         let rga = &mut cached.rga;
         let appended = self
             .store
@@ -859,6 +868,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 }
                 let (value, plan) = self.plan(rga, doc, &announce, stored_waiting, &mut work)?;
                 result = Some(value);
+                committed_ops = plan.ops.clone();
                 Ok(plan)
             })
             .await;
@@ -872,7 +882,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         };
         cached.next_pos = appended.next_pos;
         drop(guard);
-        let outbox = self.after_commit(appended.outbox_id).await;
+        let outbox = self
+            .after_commit(doc, appended.outbox_id, committed_ops)
+            .await;
         let value =
             result.ok_or_else(|| AppError::Internal("append did not run the plan".into()))?;
         Ok((value, outbox))
@@ -931,9 +943,12 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     }
 
     /// Publishes the outbox row a commit wrote, if any; returns its id.
-    async fn after_commit(&self, outbox: Option<i64>) -> Option<i64> {
+    async fn after_commit(&self, doc: &Document, outbox: Option<i64>, ops: Vec<Op>) -> Option<i64> {
         if let Some(id) = outbox {
             self.publish_row(id).await;
+        }
+        if let (Some(push), false) = (&self.push, ops.is_empty()) {
+            push(doc.info(), ops).await;
         }
         outbox
     }

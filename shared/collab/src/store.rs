@@ -15,7 +15,8 @@ use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId, UserId};
 use crate::message::Envelope;
 use crate::model::{
-    Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session, SnapshotMeta,
+    Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role, Session,
+    SnapshotMeta,
 };
 
 /// A document as loaded: its latest snapshot, the log after it and the waiting operations.
@@ -268,6 +269,31 @@ pub trait DocumentStore: Send + Sync {
         &self,
         site: SiteId,
     ) -> impl Future<Output = Result<Option<Session>, AppError>> + Send;
+
+    /// Records a WebSocket connection on a document.
+    fn add_connection(
+        &self,
+        connection: &Connection,
+        replica: ReplicaId,
+    ) -> impl Future<Output = Result<(), AppError>> + Send;
+
+    /// Forgets a connection; returns it if it existed.
+    fn remove_connection(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Connection>, AppError>> + Send;
+
+    /// A connection.
+    fn connection(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Connection>, AppError>> + Send;
+
+    /// The connections on a document.
+    fn connections(
+        &self,
+        document: DocumentId,
+    ) -> impl Future<Output = Result<Vec<Connection>, AppError>> + Send;
 
     /// Claims up to `limit` outbox rows older than `min_age_secs` for `lease_secs`.
     fn claim_outbox(

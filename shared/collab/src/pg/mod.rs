@@ -3,6 +3,7 @@
 //! `outbox`), and the embedded migrations from `migrations/` (refinery).
 
 mod collaborators;
+mod connections;
 mod documents;
 mod ops;
 mod outbox;
@@ -107,8 +108,8 @@ mod port {
     use crate::ids::{DocumentId, ReplicaId, UserId};
     use crate::message::Envelope;
     use crate::model::{
-        Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session,
-        SnapshotMeta,
+        Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role,
+        Session, SnapshotMeta,
     };
     use crate::store::{Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
 
@@ -244,6 +245,22 @@ mod port {
         }
         async fn session(&self, site: SiteId) -> Result<Option<Session>, AppError> {
             self.session_impl(site).await
+        }
+        async fn add_connection(
+            &self,
+            connection: &Connection,
+            replica: ReplicaId,
+        ) -> Result<(), AppError> {
+            self.add_connection_impl(connection, replica).await
+        }
+        async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
+            self.remove_connection_impl(id).await
+        }
+        async fn connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
+            self.connection_impl(id).await
+        }
+        async fn connections(&self, document: DocumentId) -> Result<Vec<Connection>, AppError> {
+            self.connections_impl(document).await
         }
         async fn claim_outbox(
             &self,

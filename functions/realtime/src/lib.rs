@@ -1,0 +1,259 @@
+//! The realtime function: API Gateway WebSocket events.
+//!
+//! - `$connect`: authenticates (a `token` query parameter, or the token in
+//!   `Sec-WebSocket-Protocol`, which is then echoed back; in AWS a REQUEST authorizer's principal
+//!   is accepted instead), checks that the caller may read the document named by the `document`
+//!   query parameter, and stores the connection. 401 / 404 otherwise.
+//! - `$default`: a JSON [`ClientMessage`]: `edits` and `ops` go through the same use-cases as the
+//!   HTTP API (same validation, outbox, broadcast and push); `presence` is relayed to the
+//!   document's other connections and never stored; `ping` is answered. The sender gets an `ack`
+//!   or an `error` message on its connection.
+//! - `$disconnect`: forgets the connection and tells the others its presence is gone.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use collab::model::{Connection, Role};
+use collab::publisher::EventPublisher;
+use collab::realtime::{ClientMessage, ConnectionPoster, ServerMessage, broadcast};
+use collab::store::DocumentStore;
+use collab::{AppError, DocumentId, Service, UserId};
+
+/// Shared per container.
+pub struct Realtime<S, P, C> {
+    /// The use-cases (the same as the HTTP API's).
+    pub service: Service<S, P>,
+    /// The connections table (the service's store, cloned).
+    pub store: S,
+    /// Posts to connections.
+    pub poster: C,
+    /// HS256 secret of local tokens (`AUTH_LOCAL_SECRET`).
+    pub local_secret: Option<Vec<u8>>,
+    /// Verifier of the identity provider's tokens (`JWT_ISSUER`, `JWT_AUDIENCE`), in AWS.
+    pub oidc: Option<collab::auth::OidcVerifier>,
+}
+
+fn response(status: u16, body: Option<String>, protocol: Option<&str>) -> ApiGatewayProxyResponse {
+    let mut headers = http::HeaderMap::new();
+    if let Some(p) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
+        headers.insert("sec-websocket-protocol", p);
+    }
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status as i64;
+    r.headers = headers;
+    r.body = body.map(Body::Text);
+    r.is_base64_encoded = false;
+    r
+}
+
+fn refuse(e: &AppError) -> ApiGatewayProxyResponse {
+    response(e.status(), serde_json::to_string(&e.body()).ok(), None)
+}
+
+/// The token offered in `Sec-WebSocket-Protocol` (browsers cannot set headers on a WebSocket, so
+/// clients pass it as a subprotocol): the listed value that looks like a JWT.
+fn protocol_token(req: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
+    let value = req.headers.get("sec-websocket-protocol")?.to_str().ok()?;
+    value
+        .split(',')
+        .map(str::trim)
+        .find(|p| p.matches('.').count() == 2)
+        .map(str::to_owned)
+}
+
+impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<S, P, C> {
+    /// Handles one WebSocket event.
+    pub async fn handle(&self, req: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let route = req.request_context.route_key.clone().unwrap_or_default();
+        let Some(connection) = req.request_context.connection_id.clone() else {
+            return refuse(&AppError::BadRequest("no connection id".into()));
+        };
+        let result = match route.as_str() {
+            "$connect" => self.connect(&req, &connection).await,
+            "$disconnect" => self.disconnect(&connection).await,
+            _ => {
+                self.message(&connection, req.body.as_deref().unwrap_or(""))
+                    .await
+            }
+        };
+        result.unwrap_or_else(|e| {
+            if e.status() >= 500 {
+                tracing::error!(%connection, %route, error = %e, "websocket event failed");
+            } else {
+                tracing::info!(%connection, %route, error = %e, status = e.status(), "websocket event refused");
+            }
+            refuse(&e)
+        })
+    }
+
+    fn caller(
+        &self,
+        req: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<(UserId, Option<String>), AppError> {
+        // A REQUEST authorizer (in AWS) passes its principal on.
+        if let Some(p) = req
+            .request_context
+            .authorizer
+            .fields
+            .get("principalId")
+            .and_then(|v| v.as_str())
+            .filter(|p| !p.is_empty())
+        {
+            return Ok((UserId(p.to_owned()), None));
+        }
+        let from_protocol = protocol_token(req);
+        let token = req
+            .query_string_parameters
+            .first("token")
+            .map(str::to_owned)
+            .or_else(|| from_protocol.clone())
+            .ok_or_else(|| {
+                AppError::Unauthorized(
+                    "no token (query parameter `token` or Sec-WebSocket-Protocol)".into(),
+                )
+            })?;
+        let user = match (&self.oidc, &self.local_secret) {
+            (Some(oidc), _) => oidc.verify(&token)?,
+            (None, Some(secret)) => collab::auth::verify_local_token(secret, &token)?,
+            (None, None) => {
+                return Err(AppError::Unauthorized(
+                    "no way to verify tokens is configured".into(),
+                ));
+            }
+        };
+        Ok((user, from_protocol))
+    }
+
+    async fn connect(
+        &self,
+        req: &ApiGatewayWebsocketProxyRequest,
+        connection: &str,
+    ) -> Result<ApiGatewayProxyResponse, AppError> {
+        let (user, protocol) = self.caller(req)?;
+        let raw = req.query_string_parameters.first("document").unwrap_or("");
+        let document: DocumentId = raw
+            .parse()
+            .map_err(|_| AppError::BadRequest(format!("{raw:?} is not a document id")))?;
+        self.service
+            .authorize(document, &user, Role::Viewer)
+            .await?;
+        let c = Connection {
+            id: connection.to_owned(),
+            document_id: document,
+            user_id: user,
+            connected_at: chrono::Utc::now(),
+        };
+        self.store
+            .add_connection(&c, self.service.settings().replica)
+            .await?;
+        Ok(response(200, None, protocol.as_deref()))
+    }
+
+    async fn disconnect(&self, connection: &str) -> Result<ApiGatewayProxyResponse, AppError> {
+        if let Some(c) = self.store.remove_connection(connection).await? {
+            let gone = ServerMessage::PresenceGone {
+                connection: c.id.clone(),
+                user: c.user_id,
+            };
+            broadcast(&self.store, &self.poster, c.document_id, &gone, Some(&c.id)).await;
+        }
+        Ok(response(200, None, None))
+    }
+
+    async fn reply(&self, connection: &str, message: &ServerMessage) {
+        for part in collab::realtime::encode_for_socket(message) {
+            if let Err(e) = self.poster.post(connection, &part).await {
+                tracing::warn!(%connection, error = ?e, "replying failed");
+            }
+        }
+    }
+
+    async fn message(
+        &self,
+        connection: &str,
+        body: &str,
+    ) -> Result<ApiGatewayProxyResponse, AppError> {
+        let c = self
+            .store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| AppError::NotFound("unknown connection".into()))?;
+        let message: ClientMessage = match serde_json::from_str(body) {
+            Ok(m) => m,
+            Err(e) => {
+                let err = ServerMessage::Error {
+                    request_id: None,
+                    error: "malformed".into(),
+                    message: format!("malformed message: {e}"),
+                };
+                self.reply(connection, &err).await;
+                return Ok(response(200, None, None));
+            }
+        };
+        let (user, doc) = (&c.user_id, c.document_id);
+        let outcome = match message {
+            ClientMessage::Ping {} => Ok(ServerMessage::Pong),
+            ClientMessage::Presence {
+                cursor,
+                selection,
+                name,
+            } => {
+                let p = ServerMessage::Presence {
+                    connection: c.id.clone(),
+                    user: user.clone(),
+                    cursor,
+                    selection,
+                    name,
+                };
+                broadcast(&self.store, &self.poster, doc, &p, Some(&c.id)).await;
+                return Ok(response(200, None, None));
+            }
+            ClientMessage::Edits {
+                session,
+                base,
+                edits,
+                request_id,
+            } => self
+                .service
+                .apply_edits(doc, user, session, base, edits)
+                .await
+                .map(|o| ServerMessage::Ack {
+                    request_id: request_id.clone(),
+                    version: o.version,
+                    ops: o.ops,
+                    pending: Vec::new(),
+                })
+                .map_err(|e| (request_id, e)),
+            ClientMessage::Ops {
+                session,
+                ops,
+                request_id,
+            } => self
+                .service
+                .apply_ops(doc, user, session, ops)
+                .await
+                .map(|o| ServerMessage::Ack {
+                    request_id: request_id.clone(),
+                    version: o.version,
+                    ops: Vec::new(),
+                    pending: o.pending,
+                })
+                .map_err(|e| (request_id, e)),
+        };
+        let reply = match outcome {
+            Ok(m) => m,
+            Err((request_id, e)) => {
+                if e.status() >= 500 {
+                    tracing::error!(%connection, error = %e, "websocket message failed");
+                }
+                let body = e.body();
+                ServerMessage::Error {
+                    request_id,
+                    error: body.error.to_owned(),
+                    message: body.message,
+                }
+            }
+        };
+        self.reply(connection, &reply).await;
+        Ok(response(200, None, None))
+    }
+}
