@@ -6,6 +6,7 @@
 
 mod alloc;
 mod impls;
+mod realtime;
 mod store;
 mod traces;
 
@@ -32,12 +33,16 @@ enum Command {
     /// The data layer on PostgreSQL (`DATABASE_URL`): appends against raw inserts, cold loads and
     /// warm refreshes.
     Store(store::Args),
+    /// Edit-to-other-client latency through the local WebSocket gateway (2, 10, 50 clients),
+    /// beside the HTTP round trip of the edit.
+    Realtime(realtime::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     let all_matched = match Cli::parse().command {
         Command::Traces(args) => traces::run(&args)?,
         Command::Store(args) => store::run(&args)?,
+        Command::Realtime(args) => realtime::run(&args)?,
     };
     Ok(if all_matched {
         ExitCode::SUCCESS

@@ -42,6 +42,7 @@ pub struct Args {
 /// Runs the benchmark; `Ok(false)` when some result did not match its trace's `endContent`.
 pub fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
+    warm_up_allocator();
     let paths = trace_paths(args)?;
     let selected = selected_impls(args)?;
     let mut problems = Vec::new();
@@ -270,6 +271,17 @@ fn measure_phases<S: Subject>(trace: &Trace, runs: usize, out: &mut Measured) ->
         decoded.last().context("no decode run")?,
     );
     Ok(())
+}
+
+/// Brings the allocator to its steady state before anything is timed. glibc serves large blocks
+/// with `mmap` until the first such block is freed, then raises its threshold and keeps freed
+/// memory for reuse; without this the first implementation measured would pay page faults that
+/// the later ones do not.
+fn warm_up_allocator() {
+    for mb in [1usize, 4, 16, 32] {
+        let block = vec![1u8; mb << 20];
+        std::hint::black_box(&block);
+    }
 }
 
 /// Which results [`time_runs`] returns.

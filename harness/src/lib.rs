@@ -14,7 +14,7 @@ mod flaky;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use api::{App, AuthConfig, router};
+use api::{App, AuthConfig};
 use collab::message::Outbound;
 use collab::store::DocumentStore;
 use collab::testing::{ChannelPublisher, TestDb};
@@ -23,7 +23,6 @@ use integrate::Integrator;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 pub use flaky::FlakyStore;
 
@@ -80,40 +79,7 @@ pub struct Cluster {
     pub stats: Stats,
 }
 
-/// An API Gateway HTTP API (payload v2) event, as the JWT authorizer would pass it on.
-pub fn apigw_event(
-    method: &str,
-    path: &str,
-    query: &str,
-    body: Option<&Value>,
-    user: &str,
-) -> String {
-    let mut e = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "harness",
-            "authorizer": {"jwt": {"claims": {"sub": user}, "scopes": null}},
-            "domainName": "harness.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "harness",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "harness"},
-            "requestId": "harness",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "26/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1795694400000u64
-        },
-        "isBase64Encoded": false
-    });
-    if let Some(b) = body {
-        e["body"] = json!(b.to_string());
-    }
-    e.to_string()
-}
+pub use api::testing::apigw_event;
 
 /// An SNS event carrying `messages` as the subscription would deliver them.
 pub fn sns_event(messages: &[&Outbound]) -> Value {
@@ -202,21 +168,7 @@ impl Cluster {
     ) -> (u16, Value) {
         self.stats.requests += 1;
         let event = apigw_event(method, path, query, body.as_ref(), user);
-        let req = lambda_http::request::from_str(&event).expect("a valid API Gateway event");
-        let req = req.map(|b| axum::body::Body::from(b.to_vec()));
-        let resp = router(self.replicas[r].api.clone())
-            .oneshot(req)
-            .await
-            .expect("the router answers");
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("a body");
-        let json: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
+        let (status, json) = api::testing::send(&self.replicas[r].api, &event).await;
         assert!(
             status < 500,
             "{method} {path} on replica {} answered {status}: {json}",
@@ -248,6 +200,16 @@ impl Cluster {
     /// Messages still in flight.
     pub fn in_flight(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Removes and returns the distinct messages in flight (for tests that deliver them by hand).
+    pub fn take_in_flight(&mut self) -> Vec<Outbound> {
+        let mut seen = std::collections::HashSet::new();
+        self.queue
+            .drain(..)
+            .filter(|d| seen.insert(d.seq))
+            .map(|d| d.message)
+            .collect()
     }
 
     /// Delivers one random message (and up to two more for the same replica, as an SNS batch);

@@ -9,6 +9,8 @@ mod auth;
 mod body;
 mod error;
 mod routes;
+#[doc(hidden)]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -85,6 +85,14 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
         })
     }
 
+    /// [`Realtime::handle`] on a raw JSON event, as an invoke endpoint receives it (for the local
+    /// gateway's in-process runs).
+    pub async fn handle_json(&self, event: serde_json::Value) -> Result<serde_json::Value, String> {
+        let req: ApiGatewayWebsocketProxyRequest =
+            serde_json::from_value(event).map_err(|e| e.to_string())?;
+        serde_json::to_value(self.handle(req).await).map_err(|e| e.to_string())
+    }
+
     fn caller(
         &self,
         req: &ApiGatewayWebsocketProxyRequest,

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{App, AuthConfig, router};
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use api::{App, AuthConfig};
 use collab::message::Outbound;
 use collab::model::Connection;
 use collab::realtime::{ApiGatewayPoster, push_hook};
@@ -18,7 +17,6 @@ use futures_util::{SinkExt, StreamExt};
 use realtime::Realtime;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tower::ServiceExt;
 use wsgateway::{Gateway, Invoker, router as gateway_router};
 
 const SECRET: &[u8] = b"realtime-test-secret";
@@ -34,11 +32,7 @@ impl Invoker for InProcess {
         event: Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
         let rt = self.0.clone();
-        Box::pin(async move {
-            let req: ApiGatewayWebsocketProxyRequest =
-                serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(rt.handle(req).await).map_err(|e| e.to_string())
-        })
+        Box::pin(async move { rt.handle_json(event).await })
     }
 }
 
@@ -123,34 +117,11 @@ async fn http(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let event = harness_event(method, path, body.as_ref(), user);
-    let req = lambda_http::request::from_str(&event)
-        .unwrap()
-        .map(|b| axum::body::Body::from(b.to_vec()));
-    let resp = router(node.api.clone()).oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    api::testing::send(
+        &node.api,
+        &api::testing::apigw_event(method, path, "", body.as_ref(), user),
     )
-}
-
-fn harness_event(method: &str, path: &str, body: Option<&Value>, user: &str) -> String {
-    let mut e = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"accountId": "1", "apiId": "t", "authorizer": {"jwt": {"claims": {"sub": user}, "scopes": null}},
-            "domainName": "t", "domainPrefix": "t", "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"},
-            "requestId": "t", "routeKey": "$default", "stage": "$default", "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 0},
-        "isBase64Encoded": false
-    });
-    if let Some(b) = body {
-        e["body"] = json!(b.to_string());
-    }
-    e.to_string()
+    .await
 }
 
 async fn connect(

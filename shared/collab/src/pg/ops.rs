@@ -383,6 +383,63 @@ fn check_batch(ops: &[Op]) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A plan's values as statement parameters.
+struct PlanColumns {
+    ops: Columns,
+    unwait_sid: Vec<i64>,
+    unwait_seq: Vec<i64>,
+    wait_sid: Vec<i64>,
+    wait_seq: Vec<i64>,
+    wait_op: Vec<serde_json::Value>,
+    outbox: Option<serde_json::Value>,
+}
+
+impl PlanColumns {
+    fn new(plan: &Plan) -> Result<Self, AppError> {
+        check_batch(&plan.ops)?;
+        let mut ops = Columns::default();
+        for op in &plan.ops {
+            ops.push(op)?;
+        }
+        let json = |e: serde_json::Error| AppError::Internal(e.to_string());
+        Ok(PlanColumns {
+            ops,
+            unwait_sid: plan
+                .waiting_remove
+                .iter()
+                .map(|i| to_i64(i.sid.0, "site id"))
+                .collect::<Result<_, _>>()?,
+            unwait_seq: plan
+                .waiting_remove
+                .iter()
+                .map(|i| to_i64(i.seq, "seq"))
+                .collect::<Result<_, _>>()?,
+            wait_sid: plan
+                .waiting_add
+                .iter()
+                .map(|o| to_i64(o.site().0, "site id"))
+                .collect::<Result<_, _>>()?,
+            wait_seq: plan
+                .waiting_add
+                .iter()
+                .map(|o| to_i64(o.id().seq, "seq"))
+                .collect::<Result<_, _>>()?,
+            wait_op: plan
+                .waiting_add
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(json)?,
+            outbox: plan
+                .outbox
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(json)?,
+        })
+    }
+}
+
 impl PgDocumentStore {
     /// Runs `APPEND` in `tx`, which must hold the document's row lock.
     pub(super) async fn append_in_tx(
@@ -392,43 +449,15 @@ impl PgDocumentStore {
         origin: ReplicaId,
         plan: &Plan,
     ) -> Result<Appended, AppError> {
-        check_batch(&plan.ops)?;
-        let mut c = Columns::default();
-        for op in &plan.ops {
-            c.push(op)?;
-        }
-        let unwait_sid: Vec<i64> = plan
-            .waiting_remove
-            .iter()
-            .map(|i| to_i64(i.sid.0, "site id"))
-            .collect::<Result<_, _>>()?;
-        let unwait_seq: Vec<i64> = plan
-            .waiting_remove
-            .iter()
-            .map(|i| to_i64(i.seq, "seq"))
-            .collect::<Result<_, _>>()?;
-        let wait_sid: Vec<i64> = plan
-            .waiting_add
-            .iter()
-            .map(|o| to_i64(o.site().0, "site id"))
-            .collect::<Result<_, _>>()?;
-        let wait_seq: Vec<i64> = plan
-            .waiting_add
-            .iter()
-            .map(|o| to_i64(o.id().seq, "seq"))
-            .collect::<Result<_, _>>()?;
-        let wait_op: Vec<serde_json::Value> = plan
-            .waiting_add
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let outbox = plan
-            .outbox
-            .as_ref()
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let PlanColumns {
+            ops: c,
+            unwait_sid,
+            unwait_seq,
+            wait_sid,
+            wait_seq,
+            wait_op,
+            outbox,
+        } = PlanColumns::new(plan)?;
         let origin = origin.0 as i32;
         let append = tx.prepare_cached(APPEND).await?;
         let row = tx
@@ -537,11 +566,8 @@ impl PgDocumentStore {
         log_len: i64,
         plan: &Plan,
     ) -> Result<Appended, AppError> {
-        check_batch(&plan.ops)?;
-        let mut c = Columns::default();
-        for op in &plan.ops {
-            c.push(op)?;
-        }
+        let p = PlanColumns::new(plan)?;
+        let c = &p.ops;
         let n = plan.ops.len() as i64;
         let origin = origin.0 as i32;
         let (insert, bump) =
@@ -565,54 +591,26 @@ impl PgDocumentStore {
             Ok::<_, AppError>(())
         };
         let waiting = async {
-            if !plan.waiting_remove.is_empty() {
-                let sid: Vec<i64> = plan
-                    .waiting_remove
-                    .iter()
-                    .map(|i| to_i64(i.sid.0, "site id"))
-                    .collect::<Result<_, _>>()?;
-                let seq: Vec<i64> = plan
-                    .waiting_remove
-                    .iter()
-                    .map(|i| to_i64(i.seq, "seq"))
-                    .collect::<Result<_, _>>()?;
+            if !p.unwait_sid.is_empty() {
                 tx.execute(
                     "DELETE FROM waiting_ops w USING unnest($2::int8[], $3::int8[]) AS r(sid, seq) WHERE w.document_id = $1 AND w.sid = r.sid AND w.seq = r.seq",
-                    &[&id.0, &sid, &seq],
+                    &[&id.0, &p.unwait_sid, &p.unwait_seq],
                 )
                 .await?;
             }
-            if !plan.waiting_add.is_empty() {
-                let sid: Vec<i64> = plan
-                    .waiting_add
-                    .iter()
-                    .map(|o| to_i64(o.site().0, "site id"))
-                    .collect::<Result<_, _>>()?;
-                let seq: Vec<i64> = plan
-                    .waiting_add
-                    .iter()
-                    .map(|o| to_i64(o.id().seq, "seq"))
-                    .collect::<Result<_, _>>()?;
-                let op: Vec<serde_json::Value> = plan
-                    .waiting_add
-                    .iter()
-                    .map(serde_json::to_value)
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| AppError::Internal(e.to_string()))?;
+            if !p.wait_sid.is_empty() {
                 tx.execute(
                     "INSERT INTO waiting_ops (document_id, sid, seq, op) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::jsonb[]) ON CONFLICT DO NOTHING",
-                    &[&id.0, &sid, &seq, &op],
+                    &[&id.0, &p.wait_sid, &p.wait_seq, &p.wait_op],
                 )
                 .await?;
             }
             Ok::<_, AppError>(())
         };
         let outbox = async {
-            match &plan.outbox {
-                Some(e) => {
-                    let payload =
-                        serde_json::to_value(e).map_err(|e| AppError::Internal(e.to_string()))?;
-                    let row = tx.query_one("INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id", &[&id.0, &payload]).await?;
+            match &p.outbox {
+                Some(payload) => {
+                    let row = tx.query_one("INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id", &[&id.0, payload]).await?;
                     Ok::<_, AppError>(Some(row.get::<_, i64>(0)))
                 }
                 None => Ok(None),
@@ -642,48 +640,20 @@ impl PgDocumentStore {
                 duplicates: 0,
             }));
         }
-        check_batch(&plan.ops)?;
-        let mut c = Columns::default();
-        for op in &plan.ops {
-            c.push(op)?;
-        }
+        let PlanColumns {
+            ops: c,
+            unwait_sid,
+            unwait_seq,
+            wait_sid,
+            wait_seq,
+            wait_op,
+            outbox,
+        } = PlanColumns::new(plan)?;
         let n = plan.ops.len() as i64;
         let waiting = !plan.waiting_add.is_empty() || !plan.waiting_remove.is_empty();
         let sql = try_append_sql(waiting, plan.outbox.is_some());
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(&sql).await?;
-        let unwait_sid: Vec<i64> = plan
-            .waiting_remove
-            .iter()
-            .map(|i| to_i64(i.sid.0, "site id"))
-            .collect::<Result<_, _>>()?;
-        let unwait_seq: Vec<i64> = plan
-            .waiting_remove
-            .iter()
-            .map(|i| to_i64(i.seq, "seq"))
-            .collect::<Result<_, _>>()?;
-        let wait_sid: Vec<i64> = plan
-            .waiting_add
-            .iter()
-            .map(|o| to_i64(o.site().0, "site id"))
-            .collect::<Result<_, _>>()?;
-        let wait_seq: Vec<i64> = plan
-            .waiting_add
-            .iter()
-            .map(|o| to_i64(o.id().seq, "seq"))
-            .collect::<Result<_, _>>()?;
-        let wait_op: Vec<serde_json::Value> = plan
-            .waiting_add
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let outbox = plan
-            .outbox
-            .as_ref()
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
         let advance = n.max(1);
         let origin = origin.0 as i32;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
