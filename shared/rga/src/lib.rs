@@ -45,6 +45,7 @@ mod op;
 mod pending;
 mod replica;
 mod tree;
+mod version;
 mod view;
 
 pub use apply::{Applied, Status};
@@ -54,5 +55,3 @@ pub use local::LocalEdit;
 pub use op::{Change, Op, Splice};
 pub use replica::{Limits, Rga};
 pub use version::VersionVector;
-
-mod version;
