@@ -36,22 +36,16 @@ cd "$ROOT"
 
 PORT="$(free_port)"
 export AUTH_LOCAL_SECRET="schemathesis-$(date +%s)"
-TOPIC="$(python3 - <<'PY'
-import os, boto3
-sns = boto3.client("sns", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
-print(sns.create_topic(Name="collab-ops")["TopicArn"])
-PY
-)"
+TOPIC="$(sns_topic collab-ops)"
 DB="collab_schemathesis_$$"
-psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-ST_DB_URL="${DATABASE_URL%/*}/$DB"
+ST_DB_URL="$(fresh_db "$DB")"
 ST_HOME="$DEV/schemathesis"
 mkdir -p "$ST_HOME"
 rm -rf "$ST_HOME/report"
 WORK="$(mktemp -d "$ST_HOME/run.XXXXXX")"
 cleanup() {
     [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null && wait "$WATCH_PID" 2>/dev/null
-    psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    drop_db "$DB"
     rm -rf "$WORK"
     stop_started
 }
@@ -64,27 +58,15 @@ WATCH_PID=$!
 
 API="http://127.0.0.1:$PORT/lambda-url/api"
 TOKEN="$(dev_token alice 3600)"
-call() { # method path [body] -> prints body, fails on non-2xx
-    local out status
-    out="$(curl -sS -w '\n%{http_code}' -X "$1" "$API$2" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' ${3:+--data "$3"})"
-    status="${out##*$'\n'}"
-    out="${out%$'\n'*}"
-    case "$status" in 2*) printf '%s' "$out" ;; *) log "$1 $2 -> $status $out"; return 1 ;; esac
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-for _ in $(seq 600); do
-    curl -s -o /dev/null -H "authorization: Bearer $TOKEN" "$API/documents" && break
-    kill -0 "$WATCH_PID" 2>/dev/null || { cat "$ST_HOME/watch.log" >&2; exit 1; }
-    sleep 1
-done
+wait_api "$WATCH_PID" "$ST_HOME/watch.log"
 
-DOC="$(call POST /documents '{"title":"seed.rs","content":"fn main() {}\n"}' | json "d['id']")"
-SESSION="$(call POST "/documents/$DOC/sessions" | json "d['session']")"
-DISPOSABLE="$(call POST /documents '{"title":"disposable.rs"}' | json "d['id']")"
+DOC="$(api_call POST /documents '{"title":"seed.rs","content":"fn main() {}\n"}' | json "d['id']")"
+SESSION="$(api_call POST "/documents/$DOC/sessions" | json "d['session']")"
+DISPOSABLE="$(api_call POST /documents '{"title":"disposable.rs"}' | json "d['id']")"
 sed "s/00000000-0000-4000-8000-000000000001/$DOC/g" events/sns/ops.json >"$WORK/ops.json"
 cargo lambda invoke integrate --invoke-address 127.0.0.1 --invoke-port "$PORT" --data-file "$WORK/ops.json" >/dev/null
-SNAPSHOTS="$(call GET "/documents/$DOC/snapshots" | json "len(d['snapshots'])")"
+SNAPSHOTS="$(api_call GET "/documents/$DOC/snapshots" | json "len(d['snapshots'])")"
 [ "$SNAPSHOTS" -ge 1 ] || { log "integrate wrote no snapshot of $DOC"; exit 1; }
 log "seeded document $DOC (session $SESSION, $SNAPSHOTS snapshot), disposable $DISPOSABLE"
 

@@ -137,3 +137,42 @@ sig = b64(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
 print(f"{head}.{body}.{sig}")
 PY
 }
+
+# Prints the ARN of the SNS topic $1 in moto, creating it (CreateTopic is idempotent).
+sns_topic() {
+    python3 - "$1" <<'PY'
+import os, sys, boto3
+sns = boto3.client("sns", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+print(sns.create_topic(Name=sys.argv[1])["TopicArn"])
+PY
+}
+
+# Creates database $1 afresh beside DATABASE_URL's and prints its URL; drop_db removes it.
+fresh_db() {
+    psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >&2
+    printf '%s/%s\n' "${DATABASE_URL%/*}" "$1"
+}
+drop_db() { psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" || true; }
+
+# For scripts that drive the api under `cargo lambda watch` as one user: set API and TOKEN.
+# api_call METHOD PATH [BODY] prints the body of a 2xx answer and fails on anything else.
+api_call() {
+    local out status
+    out="$(curl -sS -w '\n%{http_code}' -X "$1" "$API$2" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' ${3:+--data "$3"})"
+    status="${out##*$'\n'}"
+    out="${out%$'\n'*}"
+    case "$status" in 2*) printf '%s' "$out" ;; *) log "$1 $2 -> $status $out"; return 1 ;; esac
+}
+# json EXPR: evaluates EXPR over the JSON document on stdin, bound to `d`, and prints it.
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
+# wait_api PID LOG: waits (up to 10 min: the first run compiles) until the api answers, failing
+# with LOG if the watch process PID died first.
+wait_api() {
+    for _ in $(seq 600); do
+        curl -s -o /dev/null -H "authorization: Bearer $TOKEN" "$API/documents" && return
+        kill -0 "$1" 2>/dev/null || { cat "$2" >&2; exit 1; }
+        sleep 1
+    done
+    log "the api did not answer within 10 minutes; see $2"
+    exit 1
+}

@@ -13,18 +13,12 @@ cd "$ROOT"
 
 PORT="$(free_port)"
 export AUTH_LOCAL_SECRET="smoke-$(date +%s)"
-TOPIC="$(python3 - <<'PY'
-import os, boto3
-sns = boto3.client("sns", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
-print(sns.create_topic(Name="collab-ops")["TopicArn"])
-PY
-)"
+TOPIC="$(sns_topic collab-ops)"
 DB="collab_smoke_$$"
-psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-SMOKE_DB_URL="${DATABASE_URL%/*}/$DB"
+SMOKE_DB_URL="$(fresh_db "$DB")"
 cleanup() {
     [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null && wait "$WATCH_PID" 2>/dev/null
-    psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    drop_db "$DB"
     stop_started
 }
 trap cleanup EXIT
@@ -36,35 +30,23 @@ WATCH_PID=$!
 
 API="http://127.0.0.1:$PORT/lambda-url/api"
 TOKEN="$(dev_token alice 3600)"
-call() { # method path [body] -> prints body, fails on non-2xx
-    local out status
-    out="$(curl -sS -w '\n%{http_code}' -X "$1" "$API$2" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' ${3:+--data "$3"})"
-    status="${out##*$'\n'}"
-    out="${out%$'\n'*}"
-    case "$status" in 2*) printf '%s' "$out" ;; *) log "$1 $2 -> $status $out"; return 1 ;; esac
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-for _ in $(seq 600); do
-    curl -s -o /dev/null -H "authorization: Bearer $TOKEN" "$API/documents" && break
-    kill -0 "$WATCH_PID" 2>/dev/null || { cat "$DEV/smoke-watch.log" >&2; exit 1; }
-    sleep 1
-done
+wait_api "$WATCH_PID" "$DEV/smoke-watch.log"
 
-DOC_JSON="$(call POST /documents '{"title":"smoke.rs","content":"fn main() {}\n"}')"
+DOC_JSON="$(api_call POST /documents '{"title":"smoke.rs","content":"fn main() {}\n"}')"
 DOC="$(json "d['id']" <<<"$DOC_JSON")"
 BASE="$(python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['version']))" <<<"$DOC_JSON")"
 log "created $DOC"
 
 # Session 1: a CRDT-native client sends an RGA op of its own site.
-S1="$(call POST "/documents/$DOC/sessions" | json "d['session']")"
-call POST "/documents/$DOC/operations" \
+S1="$(api_call POST "/documents/$DOC/sessions" | json "d['session']")"
+api_call POST "/documents/$DOC/operations" \
     "{\"session\":$S1,\"ops\":[{\"type\":\"insert\",\"id\":{\"ssn\":1,\"sum\":1000,\"sid\":$S1,\"seq\":1},\"after\":null,\"text\":\"// smoke\\n\"}]}" >/dev/null
 # Session 2: a simple client edits by index against the version it saw before session 1's op.
-S2="$(call POST "/documents/$DOC/sessions" | json "d['session']")"
-call POST "/documents/$DOC/edits" \
+S2="$(api_call POST "/documents/$DOC/sessions" | json "d['session']")"
+api_call POST "/documents/$DOC/edits" \
     "{\"session\":$S2,\"base\":$BASE,\"edits\":[{\"index\":11,\"delete\":0,\"insert\":\" println!(\\\"hi\\\"); \"}]}" >/dev/null
-TEXT="$(call GET "/documents/$DOC" | json "d['text']")"
+TEXT="$(api_call GET "/documents/$DOC" | json "d['text']")"
 EXPECTED=$'// smoke\nfn main() { println!("hi"); }'
 if [ "$TEXT" != "$EXPECTED" ]; then
     log "merged text is $(printf %q "$TEXT"), expected $(printf %q "$EXPECTED")"
