@@ -25,10 +25,7 @@ impl AuthConfig {
     /// From `AUTH_LOCAL_SECRET` (unset: only authorizer claims are accepted).
     pub fn from_env() -> Self {
         AuthConfig {
-            local_secret: std::env::var("AUTH_LOCAL_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .map(String::into_bytes),
+            local_secret: collab::auth::local_secret_from_env(),
         }
     }
 }

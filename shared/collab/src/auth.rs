@@ -75,6 +75,14 @@ pub fn verify_local_token(secret: &[u8], token: &str) -> Result<UserId, AppError
     Ok(UserId(data.claims.sub))
 }
 
+/// The HS256 secret of local tokens, from `AUTH_LOCAL_SECRET` (unset or empty: none).
+pub fn local_secret_from_env() -> Option<Vec<u8>> {
+    std::env::var("AUTH_LOCAL_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(String::into_bytes)
+}
+
 /// Verifies OIDC tokens against an issuer's keys (JWKS), fetched once at start.
 #[derive(Clone)]
 pub struct OidcVerifier {
@@ -123,6 +131,22 @@ impl OidcVerifier {
             .await
             .map_err(fail)?;
         Self::from_jwks(issuer, audiences, &jwks)
+    }
+
+    /// The verifier of `JWT_ISSUER`, for the audiences listed in `JWT_AUDIENCE` (comma-separated);
+    /// `None` when `JWT_ISSUER` is unset or empty.
+    pub async fn from_env() -> Result<Option<Self>, AppError> {
+        let Some(issuer) = std::env::var("JWT_ISSUER").ok().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let audiences = std::env::var("JWT_AUDIENCE")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Self::discover(&issuer, audiences).await.map(Some)
     }
 
     /// A verifier over known keys.

@@ -15,6 +15,7 @@ pub mod model;
 pub mod pg;
 pub mod publisher;
 pub mod realtime;
+pub mod runtime;
 pub mod service;
 pub mod store;
 #[doc(hidden)]
@@ -25,4 +26,5 @@ pub use error::AppError;
 pub use ids::{DocumentId, ReplicaId, UserId};
 pub use pg::PgDocumentStore;
 pub use publisher::{EventPublisher, SnsPublisher};
+pub use runtime::Runtime;
 pub use service::{Service, Settings};
