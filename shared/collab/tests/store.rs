@@ -36,6 +36,15 @@ fn alice() -> UserId {
     UserId("alice".into())
 }
 
+/// A one-splice edit batch.
+fn splice(index: usize, delete: usize, insert: impl Into<String>) -> Vec<Splice> {
+    vec![Splice {
+        index,
+        delete,
+        insert: insert.into(),
+    }]
+}
+
 async fn op_rows(db: &TestDb) -> i64 {
     let store = db.store(1).unwrap();
     let client = store.pool().get().await.unwrap();
@@ -276,11 +285,7 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
             &alice(),
             session,
             None,
-            vec![Splice {
-                index: 0,
-                delete: 0,
-                insert: format!("{i} "),
-            }],
+            splice(0, 0, format!("{i} ")),
         )
         .await
         .unwrap();
@@ -303,11 +308,7 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
             &alice(),
             session,
             None,
-            vec![Splice {
-                index: 0,
-                delete: 2,
-                insert: format!("#{i}"),
-            }],
+            splice(0, 2, format!("#{i}")),
         )
         .await
         .unwrap();
@@ -400,11 +401,7 @@ async fn over_limit_batches_and_documents_are_refused_and_write_nothing() {
         svc.apply_edits(doc.id, &alice(), session, None, four).await,
         Err(AppError::TooLarge(_))
     ));
-    let long = vec![Splice {
-        index: 0,
-        delete: 0,
-        insert: "x".repeat(11),
-    }];
+    let long = splice(0, 0, "x".repeat(11));
     assert!(matches!(
         svc.apply_edits(doc.id, &alice(), session, None, long).await,
         Err(AppError::TooLarge(_))
@@ -442,17 +439,7 @@ async fn a_failed_publish_leaves_the_message_in_the_outbox_for_the_sweep() {
         .session
         .site;
     let out = svc
-        .apply_edits(
-            doc.id,
-            &alice(),
-            session,
-            None,
-            vec![Splice {
-                index: 1,
-                delete: 0,
-                insert: "y".into(),
-            }],
-        )
+        .apply_edits(doc.id, &alice(), session, None, splice(1, 0, "y"))
         .await
         .unwrap();
     assert_eq!(
@@ -515,33 +502,13 @@ async fn roles_gate_every_use_case_and_strangers_see_nothing() {
         .session
         .site;
     assert!(matches!(
-        svc.apply_edits(
-            doc.id,
-            &bob,
-            alice_session,
-            None,
-            vec![Splice {
-                index: 0,
-                delete: 0,
-                insert: "!".into()
-            }]
-        )
-        .await,
+        svc.apply_edits(doc.id, &bob, alice_session, None, splice(0, 0, "!"))
+            .await,
         Err(AppError::Forbidden(_))
     ));
-    svc.apply_edits(
-        doc.id,
-        &bob,
-        bob_session,
-        None,
-        vec![Splice {
-            index: 1,
-            delete: 0,
-            insert: "y".into(),
-        }],
-    )
-    .await
-    .unwrap();
+    svc.apply_edits(doc.id, &bob, bob_session, None, splice(1, 0, "y"))
+        .await
+        .unwrap();
     assert_eq!(svc.list_documents(&bob).await.unwrap().len(), 1);
     assert_eq!(svc.list_documents(&dave).await.unwrap().len(), 0);
     svc.set_collaborator(doc.id, &alice(), &bob, None)
@@ -568,31 +535,11 @@ async fn a_stale_warm_container_falls_back_to_the_locked_path_and_loses_nothing(
         b.open_session(doc.id, &alice()).await.unwrap().session.site,
     );
     // Both containers are warm; B writes, so A's cached replica is now behind.
-    b.apply_edits(
-        doc.id,
-        &alice(),
-        sb,
-        None,
-        vec![Splice {
-            index: 2,
-            delete: 0,
-            insert: "B".into(),
-        }],
-    )
-    .await
-    .unwrap();
+    b.apply_edits(doc.id, &alice(), sb, None, splice(2, 0, "B"))
+        .await
+        .unwrap();
     let out = a
-        .apply_edits(
-            doc.id,
-            &alice(),
-            sa,
-            None,
-            vec![Splice {
-                index: 0,
-                delete: 0,
-                insert: "A".into(),
-            }],
-        )
+        .apply_edits(doc.id, &alice(), sa, None, splice(0, 0, "A"))
         .await
         .unwrap();
     assert_eq!(out.text, "AabB", "A saw B's edit before writing its own");
