@@ -15,11 +15,11 @@ use anyhow::{Context, Result};
 use api::{App, AuthConfig};
 use collab::realtime::{ApiGatewayPoster, push_hook};
 use collab::testing::{ChannelPublisher, TestDb};
-use collab::{Limits, PgDocumentStore, ReplicaId, Service, Settings};
+use collab::{Limits, ReplicaId, Service, Settings};
 use futures_util::StreamExt;
 use realtime::Realtime;
 use serde_json::{Value, json};
-use wsgateway::{Gateway, Invoker};
+use wsgateway::Gateway;
 
 const SECRET: &[u8] = b"bench-realtime-secret";
 
@@ -32,18 +32,6 @@ pub struct Args {
     /// Edits per client count.
     #[arg(long, default_value_t = 200)]
     edits: usize,
-}
-
-struct InProcess(Arc<Realtime<PgDocumentStore, ChannelPublisher, ApiGatewayPoster>>);
-
-impl Invoker for InProcess {
-    fn invoke(
-        &self,
-        event: Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
-        let rt = self.0.clone();
-        Box::pin(async move { rt.handle_json(event).await })
-    }
 }
 
 fn sdk() -> aws_config::SdkConfig {
@@ -84,69 +72,94 @@ pub fn run(args: &Args) -> Result<bool> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let db = TestDb::new().await.context("PostgreSQL from DATABASE_URL")?;
+        let db = TestDb::new()
+            .await
+            .context("PostgreSQL from DATABASE_URL")?;
         let store = db.store(8)?;
-        let settings = Settings { replica: ReplicaId(1), ssn: 1, limits: Limits::default(), compact_after: 1 << 40, cache_docs: 8 };
+        let settings = Settings {
+            replica: ReplicaId(1),
+            ssn: 1,
+            limits: Limits::default(),
+            compact_after: 1 << 40,
+            cache_docs: 8,
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let poster = ApiGatewayPoster::from_sdk(&sdk(), &format!("http://{addr}/dev"));
         let hook = push_hook(store.clone(), poster.clone());
         let realtime = Arc::new(Realtime {
-            service: Service::new(store.clone(), ChannelPublisher::new(), settings.clone()).with_push(hook.clone()),
+            service: Service::new(store.clone(), ChannelPublisher::new(), settings.clone())
+                .with_push(hook.clone()),
             store: store.clone(),
             poster,
             local_secret: Some(SECRET.to_vec()),
             oidc: None,
         });
-        let gateway = Gateway::new(Arc::new(InProcess(realtime)), "dev", &addr.to_string());
+        let gateway = Gateway::new(
+            Arc::new(move |event| {
+                let realtime = realtime.clone();
+                async move { realtime.handle_json(event).await }
+            }),
+            "dev",
+            &addr.to_string(),
+        );
         tokio::spawn(async move { axum::serve(listener, wsgateway::router(gateway)).await });
-        let app = App::new(Service::new(store.clone(), ChannelPublisher::new(), settings).with_push(hook), AuthConfig::default());
+        let service = Service::new(store.clone(), ChannelPublisher::new(), settings);
+        let app = App::new(service.with_push(hook), AuthConfig::default());
         let mut rows = Vec::new();
         for clients in [2usize, 10, 50] {
             eprintln!("realtime: {clients} clients...");
-            let doc = http(&app, "POST", "/documents", json!({"title": "bench.rs", "content": "fn main() {}\n"})).await?;
+            let body = json!({"title": "bench.rs", "content": "fn main() {}\n"});
+            let doc = http(&app, "POST", "/documents", body).await?;
             let id = doc["id"].as_str().context("document id")?.to_owned();
-            let session = http(&app, "POST", &format!("/documents/{id}/sessions"), json!({})).await?["session"].as_u64().context("session")?;
+            let opened = http(
+                &app,
+                "POST",
+                &format!("/documents/{id}/sessions"),
+                json!({}),
+            )
+            .await?;
+            let session = opened["session"].as_u64().context("session")?;
             // Arrival times of each edit's marker, per receiving client.
             let arrivals: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
             let token = collab::auth::issue_local_token(SECRET, "alice", 3600);
             let mut readers = Vec::new();
             for _ in 0..clients {
-                let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/?document={id}&token={token}")).await?;
+                let url = format!("ws://{addr}/?document={id}&token={token}");
+                let (ws, _) = tokio_tungstenite::connect_async(url).await?;
                 let arrivals = arrivals.clone();
-                readers.push(tokio::spawn(async move {
-                    let (_, mut read) = ws.split();
-                    while let Some(Ok(m)) = read.next().await {
-                        let now = Instant::now();
-                        if let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or("")) {
-                            if let Some(ops) = v["ops"].as_array() {
-                                for op in ops {
-                                    if let Some(t) = op["text"].as_str() {
-                                        arrivals.lock().unwrap_or_else(|p| p.into_inner()).entry(t.to_owned()).or_default().push(now);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }));
+                readers.push(tokio::spawn(record_arrivals(ws, arrivals)));
             }
             let (mut rtt, mut push) = (Vec::new(), Vec::new());
             for e in 0..args.edits {
                 let marker = format!("<{clients}:{e}>");
                 let start = Instant::now();
-                http(&app, "POST", &format!("/documents/{id}/edits"), json!({"session": session, "edits": [{"index": 0, "insert": marker}]})).await?;
+                let edit = json!({"session": session, "edits": [{"index": 0, "insert": marker}]});
+                http(&app, "POST", &format!("/documents/{id}/edits"), edit).await?;
                 rtt.push(start.elapsed());
                 // Wait until every client has it (bounded), then record each arrival.
                 let deadline = Instant::now() + Duration::from_secs(5);
                 loop {
-                    let got = arrivals.lock().unwrap_or_else(|p| p.into_inner()).get(&marker).map_or(0, Vec::len);
+                    let got = arrivals
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&marker)
+                        .map_or(0, Vec::len);
                     if got >= clients || Instant::now() > deadline {
                         break;
                     }
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
-                let times = arrivals.lock().unwrap_or_else(|p| p.into_inner()).remove(&marker).unwrap_or_default();
-                anyhow::ensure!(times.len() == clients, "edit {e}: {} of {clients} clients received it", times.len());
+                let times = arrivals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&marker)
+                    .unwrap_or_default();
+                let n = times.len();
+                anyhow::ensure!(
+                    n == clients,
+                    "edit {e}: {n} of {clients} clients received it"
+                );
                 push.extend(times.iter().map(|t| t.duration_since(start)));
             }
             for r in readers {
@@ -154,19 +167,51 @@ pub fn run(args: &Args) -> Result<bool> {
             }
             rtt.sort();
             push.sort();
-            rows.push((clients, percentile(&rtt, 0.5), percentile(&rtt, 0.99), percentile(&push, 0.5), percentile(&push, 0.99)));
+            let (h50, h99) = (percentile(&rtt, 0.5), percentile(&rtt, 0.99));
+            let (p50, p99) = (percentile(&push, 0.5), percentile(&push, 0.99));
+            rows.push((clients, h50, h99, p50, p99));
         }
         if args.json {
             for (clients, h50, h99, p50, p99) in &rows {
-                println!("{}", json!({"clients": clients, "http_p50_ms": h50, "http_p99_ms": h99, "push_p50_ms": p50, "push_p99_ms": p99}));
+                let row = json!({
+                    "clients": clients,
+                    "http_p50_ms": h50,
+                    "http_p99_ms": h99,
+                    "push_p50_ms": p50,
+                    "push_p99_ms": p99,
+                });
+                println!("{row}");
             }
         } else {
-            println!("\nrealtime, {} edits per row, latency from the start of the HTTP edit", args.edits);
-            println!("{:>8} {:>12} {:>12} {:>14} {:>14}", "clients", "http p50 ms", "http p99 ms", "push p50 ms", "push p99 ms");
+            let edits = args.edits;
+            println!("\nrealtime, {edits} edits per row, latency from the start of the HTTP edit");
+            println!(
+                "{:>8} {:>12} {:>12} {:>14} {:>14}",
+                "clients", "http p50 ms", "http p99 ms", "push p50 ms", "push p99 ms"
+            );
             for (clients, h50, h99, p50, p99) in &rows {
                 println!("{clients:>8} {h50:>12.2} {h99:>12.2} {p50:>14.2} {p99:>14.2}");
             }
         }
         Ok(true)
     })
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Records, for every inserted text pushed to `ws`, when it arrived.
+async fn record_arrivals(ws: Ws, arrivals: Arc<Mutex<HashMap<String, Vec<Instant>>>>) {
+    let (_, mut read) = ws.split();
+    while let Some(Ok(m)) = read.next().await {
+        let now = Instant::now();
+        let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or("")) else {
+            continue;
+        };
+        let texts = v["ops"].as_array().into_iter().flatten();
+        let mut arrived = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        for t in texts.filter_map(|op| op["text"].as_str()) {
+            arrived.entry(t.to_owned()).or_default().push(now);
+        }
+    }
 }

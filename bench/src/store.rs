@@ -122,7 +122,7 @@ fn typing_op(site: SiteId, i: u64) -> Op {
         sid: site,
         seq: i + 1,
     };
-    let after = (i > 0).then(|| rga::S4Vector {
+    let after = (i > 0).then_some(rga::S4Vector {
         ssn: 1,
         sum: i,
         sid: site,

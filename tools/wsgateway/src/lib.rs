@@ -42,6 +42,17 @@ pub trait Invoker: Send + Sync + 'static {
     fn invoke(&self, event: Value) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
 }
 
+/// A function called in this process (tests and benchmarks call the handler directly).
+impl<F, Fut> Invoker for F
+where
+    F: Fn(Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, String>> + Send + 'static,
+{
+    fn invoke(&self, event: Value) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send>> {
+        Box::pin(self(event))
+    }
+}
+
 /// Invokes through the Lambda invoke API of `cargo lambda watch`
 /// (`http://127.0.0.1:<port>/2015-03-31/functions/<name>/invocations`).
 pub struct HttpInvoker {

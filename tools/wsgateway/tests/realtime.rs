@@ -17,24 +17,11 @@ use futures_util::{SinkExt, StreamExt};
 use realtime::Realtime;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use wsgateway::{Gateway, Invoker, router as gateway_router};
+use wsgateway::{Gateway, router as gateway_router};
 
 const SECRET: &[u8] = b"realtime-test-secret";
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Invokes the realtime handler in this process with the gateway's real event payloads.
-struct InProcess(Arc<Realtime<PgDocumentStore, ChannelPublisher, ApiGatewayPoster>>);
-
-impl Invoker for InProcess {
-    fn invoke(
-        &self,
-        event: Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
-        let rt = self.0.clone();
-        Box::pin(async move { rt.handle_json(event).await })
-    }
-}
 
 /// One replica with its realtime function behind a local gateway and an api container.
 struct Node {
@@ -93,7 +80,14 @@ async fn node(replica: u16) -> Node {
         local_secret: Some(SECRET.to_vec()),
         oidc: None,
     });
-    let gateway = Gateway::new(Arc::new(InProcess(realtime)), "dev", &addr.to_string());
+    let gateway = Gateway::new(
+        Arc::new(move |event| {
+            let realtime = realtime.clone();
+            async move { realtime.handle_json(event).await }
+        }),
+        "dev",
+        &addr.to_string(),
+    );
     tokio::spawn(async move { axum::serve(listener, gateway_router(gateway)).await });
     let api = App::new(
         Service::new(store.clone(), published.clone(), settings.clone()).with_push(hook.clone()),
