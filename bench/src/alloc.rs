@@ -99,6 +99,12 @@ impl PeakWatch {
     pub fn growth(&self) -> usize {
         COUNTS.with(|c| c.peak.get().saturating_sub(self.start).unsigned_abs())
     }
+
+    /// How many bytes are live now above the level at [`PeakWatch::start`]: what the result of
+    /// the watched work keeps.
+    pub fn retained(&self) -> usize {
+        COUNTS.with(|c| c.live.get().saturating_sub(self.start).unsigned_abs())
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //!
 //! - local: `Rga::delete` / `Rga::insert` for each patch, one site.
 //! - remote: the whole log as a peer catching up receives it (`ops_since` of the empty version:
-//!   consecutive typing is one op), applied op by op to a fresh replica with `Rga::apply`, which
-//!   reports each change in index terms.
+//!   consecutive typing is one op), applied op by op to a fresh replica with `Rga::apply_into`,
+//!   which reports each change in index terms into a result the caller reuses (what an editor
+//!   binding does: it consumes the changes of each op before the next).
 //! - encode: `Rga::encode`, the whole replica (ids, tombstones, document order, op log, text).
 //! - decode: `Rga::decode`, which validates everything and yields a replica with its text.
 
@@ -41,8 +42,10 @@ impl Subject for RgaCrate {
 
     fn remote(updates: Vec<Op>) -> Result<Rga> {
         let mut doc = Rga::new();
+        let mut applied = ::rga::Applied::default();
         for op in updates {
-            doc.apply(op)?;
+            applied.clear();
+            doc.apply_into(op, &mut applied)?;
         }
         Ok(doc)
     }

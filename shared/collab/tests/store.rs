@@ -118,7 +118,8 @@ async fn concurrent_appenders_on_separate_connections_lose_and_double_nothing() 
     shuffled.shuffle(&mut rng);
     let mut expected = Rga::new();
     for op in shuffled {
-        expected.apply(op).unwrap();
+        let a = expected.apply(op).unwrap();
+        assert!(a.rejected.is_empty(), "{:?}", a.rejected);
     }
     assert_eq!(expected.pending_len(), 0);
     let fresh = service(&db, 1, 1);

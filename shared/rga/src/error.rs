@@ -102,14 +102,81 @@ pub enum OpError {
         /// The limit.
         max: u64,
     },
-    /// Too many operations are waiting for their causes.
-    #[error("op {id} cannot wait for its causes: {max} operations are already waiting")]
+    /// An identifier field is larger than [`Limits::max_id`](crate::Limits::max_id) allows.
+    #[error("op {id}: {field} {value} exceeds the largest identifier, {max}")]
+    IdOutOfRange {
+        /// The operation.
+        id: CharId,
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The sum jumps further above the op's causes than
+    /// [`Limits::max_sum_step`](crate::Limits::max_sum_step) allows: no site saw that many
+    /// operations, and accepting it would use up the precedence space.
+    #[error("op {id}: sum {sum} exceeds its causes' highest sum {causes} by more than {max}")]
+    SumJump {
+        /// The operation.
+        id: CharId,
+        /// Its sum.
+        sum: u64,
+        /// The highest sum among its causes (its site's previous op, reference, targets).
+        causes: u64,
+        /// The limit on the difference.
+        max: u64,
+    },
+    /// The waiting buffer is full (in total or for the op's site).
+    #[error("op {id} cannot wait for its causes: {limit}")]
     BufferFull {
         /// The operation.
         id: CharId,
-        /// The limit.
-        max: usize,
+        /// Which limit it hit.
+        limit: BufferLimit,
     },
+    /// The op waited for its causes longer than
+    /// [`Limits::max_pending_age`](crate::Limits::max_pending_age) and was dropped.
+    #[error("op {id} waited too long for {cause} and was dropped")]
+    Expired {
+        /// The operation.
+        id: CharId,
+        /// The cause it waited for.
+        cause: CharId,
+    },
+    /// The op waited for a cause that was refused (or itself dropped), so it can never apply.
+    #[error("op {id} waited for {cause}, which was refused; dropped")]
+    CauseRefused {
+        /// The operation.
+        id: CharId,
+        /// The refused cause.
+        cause: CharId,
+    },
+}
+
+impl OpError {
+    /// Whether the same op may succeed later (only a full waiting buffer is temporary).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OpError::BufferFull { .. })
+    }
+}
+
+/// Which limit of the waiting buffer an op hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BufferLimit {
+    /// Operations waiting in total.
+    #[error("{0} operations are waiting already")]
+    Ops(usize),
+    /// Bytes of waiting operations in total.
+    #[error("waiting operations already hold {0} bytes")]
+    Bytes(usize),
+    /// Operations of the op's site waiting.
+    #[error("{0} operations of its site are waiting already")]
+    SiteOps(usize),
+    /// Bytes of the op's site's waiting operations.
+    #[error("waiting operations of its site already hold {0} bytes")]
+    SiteBytes(usize),
 }
 
 /// Why a local (index-based) edit was refused. Nothing is changed when an edit is refused.

@@ -7,7 +7,9 @@
 //! leave tombstones; an operation whose causes have not arrived waits in a buffer.
 //!
 //! **Positions are Unicode scalar values** (Rust `char`s): an index counts chars, not UTF-8 bytes
-//! and not UTF-16 code units.
+//! and not UTF-16 code units. Editors in JavaScript count UTF-16 code units: convert with
+//! [`Rga::chars_to_utf16`] / [`Rga::utf16_to_chars`] (O(log n)), and have changes reported in
+//! those units with [`Rga::set_units`].
 //!
 //! ```
 //! use rga::{Rga, SiteId, VersionVector};
@@ -36,22 +38,26 @@
 
 mod apply;
 mod check;
+mod content;
 mod encode;
 mod error;
 mod id;
+mod index;
+mod limits;
 mod local;
 mod log;
 mod op;
 mod pending;
 mod replica;
+mod stale;
 mod tree;
 mod version;
-mod view;
 
 pub use apply::{Applied, Status};
-pub use error::{DecodeError, EditError, OpError};
+pub use error::{BufferLimit, DecodeError, EditError, OpError};
 pub use id::{CharId, IdRange, Precedence, S4Vector, SiteId};
-pub use local::LocalEdit;
+pub use limits::{Limits, MAX_SAFE_INTEGER};
+pub use local::{LocalEdit, NewOps};
 pub use op::{Change, Op, Splice};
-pub use replica::{Limits, Rga};
+pub use replica::{Anchor, Rga, Units};
 pub use version::VersionVector;

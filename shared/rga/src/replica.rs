@@ -1,65 +1,54 @@
 //! The replica: one copy of a document, its operation log and its waiting buffer.
 //!
-//! `Rga` holds the content tree (document order, tombstones included), the text of every inserted
-//! character by lv, the log of operations by site, and the operations waiting for their causes.
-//! Local edits (`insert`, `delete`, `splice`, ... in `local.rs`) produce operations; remote
-//! operations arrive through `apply` (in `apply.rs`). Both paths share `integrate_*`, so a local
-//! edit and the same operation applied remotely yield the same state.
+//! `Rga` owns the content tree (document order, tombstones included), the [`Content`] of every
+//! inserted character by lv, the [`Log`] of operations by site, and the operations waiting for
+//! their causes. Local edits (`insert`, `delete`, `splice`, ... in `local.rs`) produce operations;
+//! remote operations arrive through `apply` (in `apply.rs`). Both paths share `integrate_*`, so a
+//! local edit and the same operation applied remotely yield the same state.
 
 use rustc_hash::FxHashMap;
 
+use crate::content::Content;
 use crate::id::{CharId, Precedence, SiteId};
-use crate::log::{Agent, DeleteRec, InsertRun, LvRange, UpdateRec};
+use crate::limits::Limits;
+use crate::log::{Log, LvRange};
+use crate::op::Op;
 use crate::pending::Pending;
 use crate::tree::Tree;
 
-/// Limits that keep one replica's memory bounded against hostile input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Most characters (or deleted characters) one operation may carry.
-    pub max_op_len: u64,
-    /// Most operations that may wait for their causes at once.
-    pub max_pending: usize,
-    /// Most elements (characters including tombstones) in the document.
-    pub max_elements: u64,
+/// How positions in reported [`Change`](crate::Change)s are counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Units {
+    /// Unicode scalar values (Rust `char`s), the crate's own positions.
+    #[default]
+    Chars,
+    /// UTF-16 code units, what JavaScript strings and editors count.
+    Utf16,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_op_len: 1 << 24,
-            max_pending: 100_000,
-            max_elements: (1 << 31) - 1,
-        }
-    }
-}
+/// A stable place in the text: just after a character (by identifier), or the start. It keeps
+/// pointing at the same place whatever is inserted or deleted elsewhere, and resolves back to an
+/// index with [`Rga::resolve`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Anchor(pub Option<CharId>);
 
 /// A Replicated Growable Array of characters. See the crate documentation.
 #[derive(Clone)]
 pub struct Rga {
     pub(crate) ssn: u32,
     pub(crate) tree: Tree,
-    /// The value of every inserted character, by lv (tombstones keep theirs).
-    pub(crate) content: Vec<char>,
-    pub(crate) runs: Vec<InsertRun>,
-    pub(crate) deletes: Vec<DeleteRec>,
-    pub(crate) del_targets: Vec<LvRange>,
-    pub(crate) updates: Vec<UpdateRec>,
+    pub(crate) content: Content,
+    pub(crate) log: Log,
     /// Characters whose value an update replaced: lv → (precedence of the winning write, value).
     pub(crate) values: FxHashMap<u32, (Precedence, char)>,
-    pub(crate) agents: Vec<Agent>,
-    pub(crate) sites: FxHashMap<SiteId, u32>,
-    /// The site used last, with its agent index (most operations come from one site in a row).
-    pub(crate) last_agent: Option<(SiteId, u32)>,
-    /// Where the last local insert ended (typing goes on there).
-    pub(crate) typing: Option<crate::local::Typing>,
-    /// Σ v[k] over this replica's version vector.
-    pub(crate) clock_total: u64,
-    /// Highest sum of any applied operation.
-    pub(crate) max_sum: u64,
-    pub(crate) next_order: u32,
     pub(crate) pending: Pending,
     pub(crate) limits: Limits,
+    pub(crate) units: Units,
+    /// Where the last local insert ended (typing goes on there).
+    pub(crate) typing: Option<crate::local::Typing>,
+    /// A buffer reused by local deletes.
+    pub(crate) scratch: Vec<LvRange>,
 }
 
 impl Default for Rga {
@@ -74,7 +63,7 @@ impl std::fmt::Debug for Rga {
             .field("ssn", &self.ssn)
             .field("len", &self.len())
             .field("elements", &self.tree.total_len())
-            .field("sites", &self.agents.len())
+            .field("sites", &self.log.agents.len())
             .field("pending", &self.pending.len())
             .finish()
     }
@@ -92,21 +81,14 @@ impl Rga {
         Rga {
             ssn,
             tree: Tree::default(),
-            content: Vec::new(),
-            runs: Vec::new(),
-            deletes: Vec::new(),
-            del_targets: Vec::new(),
-            updates: Vec::new(),
+            content: Content::default(),
+            log: Log::default(),
             values: FxHashMap::default(),
-            agents: Vec::new(),
-            sites: FxHashMap::default(),
-            last_agent: None,
-            typing: None,
-            clock_total: 0,
-            max_sum: 0,
-            next_order: 0,
             pending: Pending::default(),
             limits: Limits::default(),
+            units: Units::Chars,
+            typing: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -130,9 +112,19 @@ impl Rga {
         self.limits = limits;
     }
 
+    /// How positions in reported changes are counted (chars by default).
+    pub fn set_units(&mut self, units: Units) {
+        self.units = units;
+    }
+
     /// Length of the visible text, in chars (Unicode scalar values).
     pub fn len(&self) -> usize {
         self.tree.vis_len() as usize
+    }
+
+    /// Length of the visible text in UTF-16 code units.
+    pub fn utf16_len(&self) -> usize {
+        self.tree.utf16_len() as usize
     }
 
     /// Whether the visible text is empty.
@@ -151,8 +143,49 @@ impl Rga {
     }
 
     /// The operations waiting for their causes.
-    pub fn pending_ops(&self) -> Vec<crate::Op> {
+    pub fn pending_ops(&self) -> Vec<Op> {
         self.pending.ops().cloned().collect()
+    }
+
+    /// Whether `id` waits in the buffer.
+    pub fn is_pending(&self, id: CharId) -> bool {
+        self.pending.get(id).is_some()
+    }
+
+    /// The next sequence number this replica expects from `site`.
+    pub fn next_seq(&self, site: SiteId) -> u64 {
+        self.log.next_seq(site)
+    }
+
+    /// Whether the operation `id` has been applied.
+    pub fn contains(&self, id: CharId) -> bool {
+        self.log.contains(id)
+    }
+
+    /// The version vector: every site's highest applied sequence number.
+    pub fn version(&self) -> crate::VersionVector {
+        self.log.version()
+    }
+
+    /// Whether every operation of `version` has been applied here.
+    pub fn has_received(&self, version: &crate::VersionVector) -> bool {
+        version
+            .iter()
+            .all(|(site, seq)| seq < self.log.next_seq(site))
+    }
+
+    /// Every applied operation that `version` lacks, in an order in which they can be applied
+    /// (causes first), run-length merged. `ops_since(&VersionVector::new())` is the whole log.
+    /// Inserts longer than [`Limits::max_op_len`] go out in pieces peers accept.
+    pub fn ops_since(&self, version: &crate::VersionVector) -> Vec<Op> {
+        self.log
+            .ops_since(&self.content, version, self.limits.max_op_len)
+    }
+
+    /// The operations of `site` from sequence number `from` on.
+    pub fn ops_of_site_since(&self, site: SiteId, from: u64) -> Vec<Op> {
+        self.log
+            .ops_of_site_since(&self.content, site, from, self.limits.max_op_len)
     }
 
     /// The current value of the character at `lv`.
@@ -163,7 +196,7 @@ impl Rga {
         {
             return c;
         }
-        self.content[lv as usize]
+        self.content.get(lv)
     }
 
     /// The visible text.
@@ -173,9 +206,8 @@ impl Rga {
             if s.deleted() {
                 continue;
             }
-            let chars = &self.content[s.lv as usize..s.end() as usize];
             if self.values.is_empty() {
-                out.extend(chars);
+                self.content.push_to(s.lv, s.end(), &mut out);
             } else {
                 out.extend((s.lv..s.end()).map(|lv| self.value(lv)));
             }
@@ -191,14 +223,105 @@ impl Rga {
         }
         let p = self.tree.find_vis(index as u32);
         let s = self.tree.span(p.leaf, p.idx);
-        Some(self.char_s4(s.run, s.lv + p.off).id())
+        Some(self.log.char_s4(s.run, s.lv + p.off).id())
     }
 
     /// The current index of character `id`: where it is if visible, or where it would be (the
     /// index of the next visible character) if deleted. `None` if unknown.
     pub fn index_of(&self, id: CharId) -> Option<usize> {
-        let lv = self.char_lv(id).ok()??;
+        let (_, lv) = self.log.char_at(id).ok()??;
         let p = self.tree.find_lv(lv);
         Some(self.tree.vis_before(p) as usize)
+    }
+
+    /// A stable reference to the place before the visible character at `index` (in chars):
+    /// just after the character before it, or the start.
+    pub fn anchor_at(&self, index: usize) -> Anchor {
+        if index == 0 || self.is_empty() {
+            return Anchor(None);
+        }
+        Anchor(self.id_at(index.min(self.len()) - 1))
+    }
+
+    /// The current index (in chars) of an anchor: just after its character, which keeps its
+    /// place while deleted. An anchor naming an unknown character resolves to the end.
+    pub fn resolve(&self, anchor: Anchor) -> usize {
+        let Some(id) = anchor.0 else { return 0 };
+        match self.log.char_at(id) {
+            Ok(Some((_, lv))) => {
+                let p = self.tree.find_lv(lv);
+                let visible = !self.tree.span(p.leaf, p.idx).deleted();
+                self.tree.vis_before(p) as usize + visible as usize
+            }
+            _ => self.len(),
+        }
+    }
+
+    /// The UTF-16 offset of char index `index` (clamped to the end).
+    pub fn chars_to_utf16(&self, index: usize) -> usize {
+        let index = index.min(self.len()) as u32;
+        if !self.content.has_astral() {
+            return index as usize;
+        }
+        if index == self.tree.vis_len() {
+            return self.tree.utf16_len() as usize;
+        }
+        let p = self.tree.find_vis(index);
+        self.tree.utf16_before(p, &self.content) as usize
+    }
+
+    /// The char index at UTF-16 offset `units` (clamped to the end); an offset inside a
+    /// surrogate pair rounds down to the start of its character.
+    pub fn utf16_to_chars(&self, units: usize) -> usize {
+        let units = units.min(u32::MAX as usize) as u32;
+        self.tree.utf16_to_chars(units, &self.content) as usize
+    }
+
+    /// The char index at UTF-16 offset `units`, rounding an offset inside a surrogate pair up to
+    /// the end of its character (for the end of a range).
+    pub fn utf16_to_chars_up(&self, units: usize) -> usize {
+        let down = self.utf16_to_chars(units);
+        if down < self.len() && self.chars_to_utf16(down) < units {
+            down + 1
+        } else {
+            down
+        }
+    }
+
+    /// A position in the reported unit for the visible place `p`.
+    pub(crate) fn report_index(&self, p: crate::tree::Pos) -> usize {
+        match self.units {
+            Units::Chars => self.tree.vis_before(p) as usize,
+            Units::Utf16 => self.tree.utf16_before(p, &self.content) as usize,
+        }
+    }
+
+    /// The length in the reported unit of `len` chars from lv `lv` (within one run).
+    pub(crate) fn report_len(&self, lv: u32, len: u32) -> usize {
+        match self.units {
+            Units::Chars => len as usize,
+            Units::Utf16 => (len + self.content.astral(lv, len)) as usize,
+        }
+    }
+
+    /// Approximate heap bytes held by the replica.
+    pub fn heap_bytes(&self) -> usize {
+        self.tree.heap_bytes()
+            + self.content.heap_bytes()
+            + self.log.heap_bytes()
+            + self.values.capacity() * 16
+            + self.pending.bytes()
+    }
+
+    /// The identifiers of every element in document order, tombstones included, each with
+    /// whether it is deleted: two replicas that applied the same operations have equal ones.
+    #[doc(hidden)]
+    pub fn element_ids(&self) -> Vec<(CharId, bool)> {
+        self.tree
+            .spans()
+            .flat_map(|s| {
+                (s.lv..s.end()).map(move |lv| (self.log.char_s4(s.run, lv).id(), s.deleted()))
+            })
+            .collect()
     }
 }

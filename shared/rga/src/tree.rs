@@ -3,22 +3,33 @@
 //! under each child. Index → element and element → index both cost O(log n).
 //!
 //! A span is a fragment of one insert run (consecutive characters typed by one site, stored
-//! under consecutive local versions, "lv"), wholly visible or wholly deleted. `lv_leaf[lv]`
-//! names the leaf holding each element, so finding an element by identifier is a table read and
-//! a scan of one leaf. Spans split on demand and adjacent fragments of the same run merge back.
+//! under consecutive local versions, "lv"), wholly visible or wholly deleted. The [`LvIndex`]
+//! names the leaf holding each element, so finding an element by identifier is an O(log n)
+//! lookup and a scan of one leaf. Spans split on demand and adjacent fragments of the same run
+//! merge back.
+//!
+//! Internal nodes also count the visible characters outside the Basic Multilingual Plane under
+//! each child (`wide`), so that UTF-16 positions (what JavaScript editors count) convert to and
+//! from char positions in O(log n). Leaves derive those counts from [`Content`].
 //!
 //! Invariants (checked by [`Tree::check`]):
 //! - leaves are chained by `next` in document order starting at leaf 0, and every leaf but the
 //!   root of an empty tree holds at least one span;
-//! - an internal node's `vis[i]` is the number of visible characters under child `i`, and the
-//!   tree's `vis_len` their sum at the root (`total_len` counts tombstones too);
+//! - an internal node's `vis[i]` is the number of visible characters under child `i` and
+//!   `wide[i]` how many of them are astral; the tree's `vis_len` / `wide_len` are their sums at
+//!   the root, and `total_len` counts tombstones too;
 //! - every `parent` link points at the node that lists the child;
-//! - `lv_leaf[lv]` is the leaf whose span contains `lv`.
+//! - the index maps every lv to the leaf whose span contains it.
 //!
 //! Nodes never underflow: elements are never removed (deletes leave tombstones), so the tree only
-//! grows, and leaves only split.
+//! grows, and leaves only split. An element therefore only ever moves into a leaf created right
+//! after its own.
 
 use std::cell::Cell;
+use std::cmp::Ordering;
+
+use crate::content::Content;
+use crate::index::LvIndex;
 
 pub(crate) const NONE: u32 = u32::MAX;
 const LEAF_CAP: usize = 32;
@@ -71,6 +82,15 @@ impl Span {
     fn joins(self, next: Span) -> bool {
         self.run == next.run && self.end() == next.lv && self.deleted() == next.deleted()
     }
+    /// Visible astral characters.
+    #[inline]
+    fn wide(self, content: &Content) -> u32 {
+        if self.deleted() {
+            0
+        } else {
+            content.astral(self.lv, self.len())
+        }
+    }
 }
 
 /// A place in the tree: element `off` of span `idx` of leaf `leaf`. As a *gap* it means "just
@@ -90,10 +110,26 @@ struct Leaf {
     next: u32,
 }
 
+impl Leaf {
+    fn empty() -> Self {
+        Leaf {
+            spans: [Span::default(); LEAF_CAP],
+            n: 0,
+            parent: NONE,
+            next: NONE,
+        }
+    }
+    #[inline]
+    fn spans(&self) -> &[Span] {
+        &self.spans[..self.n as usize]
+    }
+}
+
 #[derive(Clone)]
 struct Node {
     children: [u32; NODE_CAP],
     vis: [u32; NODE_CAP],
+    wide: [u32; NODE_CAP],
     n: u32,
     parent: u32,
     leaf_children: bool,
@@ -104,6 +140,7 @@ impl Node {
         Node {
             children: [NONE; NODE_CAP],
             vis: [0; NODE_CAP],
+            wide: [0; NODE_CAP],
             n: 0,
             parent: NONE,
             leaf_children,
@@ -116,12 +153,14 @@ impl Node {
             .position(|&c| c == child)
             .unwrap_or_else(|| broken("child missing from its parent"))
     }
-    fn insert(&mut self, slot: usize, child: u32, vis: u32) {
+    fn insert(&mut self, slot: usize, child: u32, vis: u32, wide: u32) {
         let n = self.n as usize;
         self.children.copy_within(slot..n, slot + 1);
         self.vis.copy_within(slot..n, slot + 1);
+        self.wide.copy_within(slot..n, slot + 1);
         self.children[slot] = child;
         self.vis[slot] = vis;
+        self.wide[slot] = wide;
         self.n += 1;
     }
 }
@@ -129,7 +168,7 @@ impl Node {
 /// Internal invariant broken: a bug in this crate, never bad input.
 #[cold]
 #[track_caller]
-fn broken(what: &str) -> ! {
+pub(crate) fn broken(what: &str) -> ! {
     panic!("rga content tree invariant broken: {what}")
 }
 
@@ -141,8 +180,9 @@ pub(crate) struct Tree {
     root: u32,
     root_is_leaf: bool,
     vis_len: u32,
+    wide_len: u32,
     total_len: u32,
-    pub lv_leaf: Vec<u32>,
+    index: LvIndex,
     /// The leaf last reached by index and the visible index where it starts. Editing usually
     /// stays in one place, so most lookups start here instead of at the root. Any change outside
     /// that leaf (or a split) forgets it.
@@ -163,30 +203,30 @@ struct PathCache {
     steps: [(u32, u32); 16],
 }
 
+impl PathCache {
+    const EMPTY: PathCache = PathCache {
+        leaf: NONE,
+        shape: 0,
+        len: 0,
+        steps: [(0, 0); 16],
+    };
+}
+
 impl Default for Tree {
     fn default() -> Self {
         Tree {
-            leaves: vec![Leaf {
-                spans: [Span::default(); LEAF_CAP],
-                n: 0,
-                parent: NONE,
-                next: NONE,
-            }],
+            leaves: vec![Leaf::empty()],
             nodes: Vec::new(),
             root: 0,
             root_is_leaf: true,
             vis_len: 0,
+            wide_len: 0,
             total_len: 0,
-            lv_leaf: Vec::new(),
+            index: LvIndex::default(),
             cursor: Cell::new(None),
             edits: 0,
             shape: 0,
-            path: PathCache {
-                leaf: NONE,
-                shape: 0,
-                len: 0,
-                steps: [(0, 0); 16],
-            },
+            path: PathCache::EMPTY,
         }
     }
 }
@@ -203,6 +243,12 @@ impl Tree {
     #[inline]
     pub fn vis_len(&self) -> u32 {
         self.vis_len
+    }
+
+    /// Visible text in UTF-16 code units.
+    #[inline]
+    pub fn utf16_len(&self) -> u32 {
+        self.vis_len + self.wide_len
     }
 
     /// All elements, tombstones included.
@@ -224,9 +270,8 @@ impl Tree {
                 return None;
             }
             let l = &self.leaves[leaf as usize];
-            let spans = &l.spans[..l.n as usize];
             leaf = l.next;
-            Some(spans.iter().copied())
+            Some(l.spans().iter().copied())
         })
         .flatten()
     }
@@ -261,8 +306,7 @@ impl Tree {
     /// The visible char at `index` counted from the start of `leaf`, if the leaf has it.
     #[inline]
     fn scan_leaf(&self, leaf: u32, mut index: u32) -> Option<Pos> {
-        let l = &self.leaves[leaf as usize];
-        for (i, s) in l.spans[..l.n as usize].iter().enumerate() {
+        for (i, s) in self.leaves[leaf as usize].spans().iter().enumerate() {
             if index < s.vis() {
                 return Some(Pos {
                     leaf,
@@ -278,9 +322,8 @@ impl Tree {
     /// The element with local version `lv`.
     #[inline]
     pub fn find_lv(&self, lv: u32) -> Pos {
-        let leaf = self.lv_leaf[lv as usize];
-        let l = &self.leaves[leaf as usize];
-        for (i, s) in l.spans[..l.n as usize].iter().enumerate() {
+        let leaf = self.index.leaf(lv);
+        for (i, s) in self.leaves[leaf as usize].spans().iter().enumerate() {
             if lv >= s.lv && lv < s.end() {
                 return Pos {
                     leaf,
@@ -289,7 +332,7 @@ impl Tree {
                 };
             }
         }
-        broken("lv_leaf names a leaf without the element")
+        broken("the index names a leaf without the element")
     }
 
     /// Visible elements before the place `p` (a gap or an element).
@@ -307,18 +350,106 @@ impl Tree {
         {
             return start + vis;
         }
-        let mut child = p.leaf;
-        let mut node = l.parent;
         let mut before = 0u32;
-        while node != NONE {
-            let n = &self.nodes[node as usize];
-            let slot = n.slot_of(child);
-            before += n.vis[..slot].iter().sum::<u32>();
-            child = node;
-            node = n.parent;
+        if self.path.leaf == p.leaf && self.path.shape == self.shape {
+            // The path the last count update took up from this leaf: no slot searches.
+            for &(node, slot) in &self.path.steps[..self.path.len] {
+                before += self.nodes[node as usize].vis[..slot as usize]
+                    .iter()
+                    .sum::<u32>();
+            }
+        } else {
+            let mut child = p.leaf;
+            let mut node = l.parent;
+            while node != NONE {
+                let n = &self.nodes[node as usize];
+                let slot = n.slot_of(child);
+                before += n.vis[..slot].iter().sum::<u32>();
+                child = node;
+                node = n.parent;
+            }
         }
         self.cursor.set(Some((p.leaf, before)));
         before + vis
+    }
+
+    /// UTF-16 code units of the visible text before the place `p`.
+    pub fn utf16_before(&self, p: Pos, content: &Content) -> u32 {
+        let chars = self.vis_before(p);
+        if !content.has_astral() {
+            return chars;
+        }
+        let l = &self.leaves[p.leaf as usize];
+        let mut wide = 0u32;
+        for s in &l.spans[..p.idx as usize] {
+            wide += s.wide(content);
+        }
+        let s = l.spans[p.idx.min(l.n.saturating_sub(1)) as usize];
+        if p.off > 0 && (p.idx as usize) < l.n as usize && !s.deleted() {
+            wide += content.astral(s.lv, p.off);
+        }
+        let mut child = p.leaf;
+        let mut node = l.parent;
+        while node != NONE {
+            let n = &self.nodes[node as usize];
+            let slot = n.slot_of(child);
+            wide += n.wide[..slot].iter().sum::<u32>();
+            child = node;
+            node = n.parent;
+        }
+        chars + wide
+    }
+
+    /// The char index at UTF-16 offset `units` of the visible text (`units <= utf16_len`); an
+    /// offset inside a surrogate pair rounds down to the pair's char.
+    pub fn utf16_to_chars(&self, units: u32, content: &Content) -> u32 {
+        if !content.has_astral() || units == 0 {
+            return units.min(self.vis_len);
+        }
+        if units >= self.utf16_len() {
+            return self.vis_len;
+        }
+        let mut rest = units;
+        let mut chars = 0u32;
+        let mut node = self.root;
+        let mut is_leaf = self.root_is_leaf;
+        while !is_leaf {
+            let n = &self.nodes[node as usize];
+            let mut i = 0;
+            while i + 1 < n.n as usize && rest >= n.vis[i] + n.wide[i] {
+                rest -= n.vis[i] + n.wide[i];
+                chars += n.vis[i];
+                i += 1;
+            }
+            node = n.children[i];
+            is_leaf = n.leaf_children;
+        }
+        for s in self.leaves[node as usize].spans() {
+            if s.deleted() {
+                continue;
+            }
+            let w = s.wide(content);
+            if rest < s.len() + w {
+                if w == 0 {
+                    return chars + rest;
+                }
+                for k in 0..s.len() {
+                    let units = if content.astral(s.lv + k, 1) > 0 {
+                        2
+                    } else {
+                        1
+                    };
+                    if rest < units {
+                        return chars + k;
+                    }
+                    rest -= units;
+                }
+                return chars + s.len();
+            }
+            rest -= s.len() + w;
+            chars += s.len();
+        }
+        chars
     }
 
     /// The gap just after element `p`.
@@ -357,66 +488,112 @@ impl Tree {
         Some(gap)
     }
 
-    /// Inserts a span of fresh elements (`span.lv == lv_leaf.len()`) at `gap`; returns its place.
-    pub fn insert(&mut self, gap: Pos, span: Span) -> Pos {
-        debug_assert_eq!(span.lv as usize, self.lv_leaf.len());
+    /// Document order of two elements.
+    pub fn cmp_pos(&self, a: Pos, b: Pos) -> Ordering {
+        if a.leaf == b.leaf {
+            return (a.idx, a.off).cmp(&(b.idx, b.off));
+        }
+        let path = |leaf: u32| {
+            let mut steps = Vec::new();
+            let mut child = leaf;
+            let mut node = self.leaves[leaf as usize].parent;
+            while node != NONE {
+                let n = &self.nodes[node as usize];
+                steps.push(n.slot_of(child));
+                child = node;
+                node = n.parent;
+            }
+            steps.reverse();
+            steps
+        };
+        path(a.leaf).cmp(&path(b.leaf))
+    }
+
+    /// Inserts a span of fresh elements (`span.lv` the next lv; `content` already holds them) at
+    /// `gap`; returns its place.
+    pub fn insert(&mut self, gap: Pos, span: Span, content: &Content) -> Pos {
+        debug_assert_eq!(span.lv, self.index.len());
         let (leaf, idx) = if gap.off > 0 {
-            let (leaf, idx) = self.make_room(gap.leaf, gap.idx, 2, false);
+            let (leaf, idx) = self.make_room(gap.leaf, gap.idx, 2, false, content);
             self.split_span(leaf, idx, gap.off);
             (leaf, idx + 1)
         } else {
-            self.make_room(gap.leaf, gap.idx, 1, true)
+            self.make_room(gap.leaf, gap.idx, 1, true, content)
         };
         let l = &mut self.leaves[leaf as usize];
         let n = l.n as usize;
         l.spans.copy_within(idx as usize..n, idx as usize + 1);
         l.spans[idx as usize] = span;
         l.n += 1;
-        self.lv_leaf.resize(span.end() as usize, leaf);
-        self.add_counts(leaf, span.vis() as i64, span.len() as i64);
+        self.index.push(span.len(), leaf);
+        let wide = span.wide(content) as i64;
+        self.add_counts(leaf, span.vis() as i64, wide, span.len() as i64);
         Pos { leaf, idx, off: 0 }
     }
 
-    /// Grows the span at (`leaf`, `idx`) by `n` fresh, visible elements (its run was extended).
-    pub fn extend(&mut self, leaf: u32, idx: u32, n: u32) {
+    /// Grows the span at (`leaf`, `idx`) by `n` fresh, visible elements (its run was extended;
+    /// `content` already holds them).
+    pub fn extend(&mut self, leaf: u32, idx: u32, n: u32, content: &Content) {
         let s = &mut self.leaves[leaf as usize].spans[idx as usize];
-        debug_assert!(!s.deleted() && s.end() as usize == self.lv_leaf.len());
+        debug_assert!(!s.deleted() && s.end() == self.index.len());
+        let added = s.end();
         s.set_len(s.len() + n);
-        let end = s.end() as usize;
-        self.lv_leaf.resize(end, leaf);
-        self.add_counts(leaf, n as i64, n as i64);
+        self.index.push(n, leaf);
+        let wide = content.astral(added, n) as i64;
+        self.add_counts(leaf, n as i64, wide, n as i64);
     }
 
-    /// Marks elements `lv .. lv + len` (one run, possibly in several fragments) deleted. With
-    /// `on_delete`, calls it with (visible index, count) for each stretch that was visible, in
-    /// order.
-    pub fn delete(&mut self, lv: u32, len: u32, mut on_delete: Option<&mut dyn FnMut(u32, u32)>) {
+    /// Marks elements `lv .. lv + len` (one run, possibly in several fragments) deleted. Calls
+    /// `on_delete` with the place and length of each stretch that was visible, in order, before
+    /// it is marked, and `on_again` with each lv range that was deleted already.
+    pub fn delete(
+        &mut self,
+        lv: u32,
+        len: u32,
+        content: &Content,
+        mut on_delete: impl FnMut(&Self, Pos, u32),
+        mut on_again: impl FnMut(u32, u32),
+    ) {
         let end = lv + len;
         let mut at = lv;
         while at < end {
             let p = self.find_lv(at);
             let s = self.span(p.leaf, p.idx);
             let chunk_end = s.end().min(end);
-            if !s.deleted() {
-                let chunk = chunk_end - at;
-                let (leaf, idx) = self.isolate(p, chunk);
-                if let Some(f) = on_delete.as_deref_mut() {
-                    f(self.vis_before(Pos { leaf, idx, off: 0 }), chunk);
-                }
-                self.leaves[leaf as usize].spans[idx as usize].set_deleted();
-                self.add_counts(leaf, -(chunk as i64), 0);
-                self.merge_around(leaf, idx);
+            let chunk = chunk_end - at;
+            if s.deleted() {
+                on_again(at, chunk);
+            } else {
+                let (leaf, idx) = self.isolate(p, chunk, content);
+                on_delete(self, Pos { leaf, idx, off: 0 }, chunk);
+                self.tombstone(leaf, idx, content);
             }
             at = chunk_end;
         }
     }
+
+    /// Tombstones `len` visible elements from `p` on, all within `p`'s span.
+    pub fn tombstone_at(&mut self, p: Pos, len: u32, content: &Content) {
+        let (leaf, idx) = self.isolate(p, len, content);
+        self.tombstone(leaf, idx, content);
+    }
+
+    /// Marks the visible span (`leaf`, `idx`) deleted and merges it with its neighbours.
+    fn tombstone(&mut self, leaf: u32, idx: u32, content: &Content) {
+        let s = self.span(leaf, idx);
+        let wide = s.wide(content) as i64;
+        self.leaves[leaf as usize].spans[idx as usize].set_deleted();
+        self.add_counts(leaf, -(s.len() as i64), -wide, 0);
+        self.merge_around(leaf, idx);
+    }
+
     /// Splits the span at `p` so that elements `p.off .. p.off + len` form their own span; returns
     /// its (leaf, idx).
-    fn isolate(&mut self, p: Pos, len: u32) -> (u32, u32) {
+    fn isolate(&mut self, p: Pos, len: u32, content: &Content) -> (u32, u32) {
         let s = self.span(p.leaf, p.idx);
         let need = (p.off > 0) as u32 + (p.off + len < s.len()) as u32;
         let (leaf, mut idx) = if need > 0 {
-            self.make_room(p.leaf, p.idx, need, false)
+            self.make_room(p.leaf, p.idx, need, false, content)
         } else {
             (p.leaf, p.idx)
         };
@@ -469,12 +646,24 @@ impl Tree {
 
     /// Makes room for `need` more spans in `leaf`, splitting it when full. `idx` names a span
     /// (or, when `gap`, an insertion point); returns where it is afterwards.
-    fn make_room(&mut self, leaf: u32, idx: u32, need: u32, gap: bool) -> (u32, u32) {
-        if (self.leaves[leaf as usize].n + need) as usize <= LEAF_CAP {
+    fn make_room(
+        &mut self,
+        leaf: u32,
+        idx: u32,
+        need: u32,
+        gap: bool,
+        content: &Content,
+    ) -> (u32, u32) {
+        let n = self.leaves[leaf as usize].n;
+        if (n + need) as usize <= LEAF_CAP {
             return (leaf, idx);
         }
-        let half = self.leaves[leaf as usize].n / 2;
-        let right = self.split_leaf(leaf, half);
+        if gap && idx == n {
+            // Appending at the end of a full leaf (typing on): a new leaf, nothing moves.
+            return (self.split_leaf(leaf, n, content), 0);
+        }
+        let half = n / 2;
+        let right = self.split_leaf(leaf, half, content);
         if idx < half || (gap && idx == half) {
             (leaf, idx)
         } else {
@@ -483,7 +672,7 @@ impl Tree {
     }
 
     /// Moves spans `at..` of `leaf` into a new leaf placed right after it; returns the new leaf.
-    fn split_leaf(&mut self, leaf: u32, at: u32) -> u32 {
+    fn split_leaf(&mut self, leaf: u32, at: u32, content: &Content) -> u32 {
         self.cursor.set(None);
         self.shape += 1;
         let parent = self.leaves[leaf as usize].parent;
@@ -491,37 +680,46 @@ impl Tree {
             self.make_node_room(parent);
         }
         let right = self.leaves.len() as u32;
-        let mut vis = 0u32;
-        let mut new = Leaf {
-            spans: [Span::default(); LEAF_CAP],
-            n: 0,
-            parent: NONE,
-            next: NONE,
-        };
+        let mut new = Leaf::empty();
         {
             let l = &mut self.leaves[leaf as usize];
-            let n = l.n as usize;
-            let moved = &l.spans[at as usize..n];
+            let moved = &l.spans[at as usize..l.n as usize];
             new.spans[..moved.len()].copy_from_slice(moved);
             new.n = moved.len() as u32;
             new.next = l.next;
             l.next = right;
             l.n = at;
-            for s in moved {
-                vis += s.vis();
-                self.lv_leaf[s.lv as usize..s.end() as usize].fill(right);
-            }
+        }
+        let (mut vis, mut wide) = (0u32, 0u32);
+        // The moved spans' lvs, coalesced where consecutive (fragments of one run).
+        let mut range: Option<(u32, u32)> = None;
+        for s in new.spans() {
+            vis += s.vis();
+            wide += s.wide(content);
+            range = match range {
+                Some((lv, len)) if lv + len == s.lv => Some((lv, len + s.len())),
+                Some((lv, len)) => {
+                    self.index.assign(lv, len, right);
+                    Some((s.lv, s.len()))
+                }
+                None => Some((s.lv, s.len())),
+            };
+        }
+        if let Some((lv, len)) = range {
+            self.index.assign(lv, len, right);
         }
         self.leaves.push(new);
         // The parent may have changed if making room split it.
         let parent = self.leaves[leaf as usize].parent;
         if parent == NONE {
-            self.new_root(leaf, right, true, self.vis_len - vis, vis);
+            let left = (self.vis_len - vis, self.wide_len - wide);
+            self.new_root(leaf, right, true, left, (vis, wide));
         } else {
             let p = &mut self.nodes[parent as usize];
             let slot = p.slot_of(leaf);
             p.vis[slot] -= vis;
-            p.insert(slot + 1, right, vis);
+            p.wide[slot] -= wide;
+            p.insert(slot + 1, right, vis, wide);
             self.leaves[right as usize].parent = parent;
         }
         right
@@ -540,13 +738,15 @@ impl Tree {
         let half = NODE_CAP / 2;
         let right = self.nodes.len() as u32;
         let mut new = Node::new(self.nodes[node as usize].leaf_children);
-        let mut vis = 0u32;
+        let (mut vis, mut wide) = (0u32, 0u32);
         {
             let n = &mut self.nodes[node as usize];
             for i in half..NODE_CAP {
                 new.children[i - half] = n.children[i];
                 new.vis[i - half] = n.vis[i];
+                new.wide[i - half] = n.wide[i];
                 vis += n.vis[i];
+                wide += n.wide[i];
             }
             new.n = (NODE_CAP - half) as u32;
             n.n = half as u32;
@@ -561,21 +761,23 @@ impl Tree {
         self.nodes.push(new);
         let parent = self.nodes[node as usize].parent;
         if parent == NONE {
-            self.new_root(node, right, false, self.vis_len - vis, vis);
+            let left = (self.vis_len - vis, self.wide_len - wide);
+            self.new_root(node, right, false, left, (vis, wide));
         } else {
             let p = &mut self.nodes[parent as usize];
             let slot = p.slot_of(node);
             p.vis[slot] -= vis;
-            p.insert(slot + 1, right, vis);
+            p.wide[slot] -= wide;
+            p.insert(slot + 1, right, vis, wide);
             self.nodes[right as usize].parent = parent;
         }
     }
 
-    fn new_root(&mut self, left: u32, right: u32, leaves: bool, left_vis: u32, right_vis: u32) {
+    fn new_root(&mut self, left: u32, right: u32, leaves: bool, l: (u32, u32), r: (u32, u32)) {
         let id = self.nodes.len() as u32;
         let mut root = Node::new(leaves);
-        root.insert(0, left, left_vis);
-        root.insert(1, right, right_vis);
+        root.insert(0, left, l.0, l.1);
+        root.insert(1, right, r.0, r.1);
         self.nodes.push(root);
         if leaves {
             self.leaves[left as usize].parent = id;
@@ -588,9 +790,9 @@ impl Tree {
         self.root_is_leaf = false;
     }
 
-    /// Adds to the visible count of `leaf` and of every ancestor, and to the totals.
+    /// Adds to the visible (and astral) count of `leaf` and of every ancestor, and to the totals.
     #[inline]
-    fn add_counts(&mut self, leaf: u32, vis: i64, total: i64) {
+    fn add_counts(&mut self, leaf: u32, vis: i64, wide: i64, total: i64) {
         if let Some((cached, _)) = self.cursor.get()
             && cached != leaf
         {
@@ -601,14 +803,14 @@ impl Tree {
         if vis == 0 {
             return;
         }
-        let dv = vis as u32;
+        let (dv, dw) = (vis as u32, wide as u32);
         self.vis_len = self.vis_len.wrapping_add(dv);
+        self.wide_len = self.wide_len.wrapping_add(dw);
         if self.path.leaf != leaf || self.path.shape != self.shape {
             let mut path = PathCache {
                 leaf,
                 shape: self.shape,
-                len: 0,
-                steps: [(0, 0); 16],
+                ..PathCache::EMPTY
             };
             let mut child = leaf;
             let mut node = self.leaves[leaf as usize].parent;
@@ -622,63 +824,68 @@ impl Tree {
             self.path = path;
         }
         for &(node, slot) in &self.path.steps[..self.path.len] {
-            let v = &mut self.nodes[node as usize].vis[slot as usize];
-            *v = v.wrapping_add(dv);
+            let n = &mut self.nodes[node as usize];
+            n.vis[slot as usize] = n.vis[slot as usize].wrapping_add(dv);
+            if dw != 0 {
+                n.wide[slot as usize] = n.wide[slot as usize].wrapping_add(dw);
+            }
         }
     }
 
     /// Builds a tree from spans in document order (used by the snapshot decoder). The spans'
     /// elements must cover `0..lv_count` exactly once.
-    pub fn from_spans(spans: &[Span], lv_count: u32) -> Tree {
-        let mut tree = Tree {
-            lv_leaf: vec![0; lv_count as usize],
-            ..Tree::default()
-        };
+    pub fn from_spans(spans: &[Span], lv_count: u32, content: &Content) -> Tree {
+        let mut tree = Tree::default();
         if spans.is_empty() {
             return tree;
         }
         // Fill leaves three-quarters full so that the first edits do not split every leaf.
         let per_leaf = LEAF_CAP * 3 / 4;
         tree.leaves.clear();
-        let mut level: Vec<(u32, u32)> = Vec::new();
+        tree.leaves.reserve_exact(spans.len().div_ceil(per_leaf));
+        let mut level: Vec<(u32, u32, u32)> = Vec::new();
+        let mut ranges: Vec<(u32, u32, u32)> = Vec::with_capacity(spans.len());
         for chunk in spans.chunks(per_leaf) {
             let id = tree.leaves.len() as u32;
-            let mut leaf = Leaf {
-                spans: [Span::default(); LEAF_CAP],
-                n: chunk.len() as u32,
-                parent: NONE,
-                next: NONE,
-            };
+            let mut leaf = Leaf::empty();
+            leaf.n = chunk.len() as u32;
             leaf.spans[..chunk.len()].copy_from_slice(chunk);
-            let mut vis = 0u32;
+            let (mut vis, mut wide) = (0u32, 0u32);
             for s in chunk {
                 vis += s.vis();
+                wide += s.wide(content);
                 tree.total_len += s.len();
-                tree.lv_leaf[s.lv as usize..s.end() as usize].fill(id);
+                match ranges.last_mut() {
+                    Some(r) if r.2 == id && r.0 + r.1 == s.lv => r.1 += s.len(),
+                    _ => ranges.push((s.lv, s.len(), id)),
+                }
             }
             if let Some(prev) = tree.leaves.last_mut() {
                 prev.next = id;
             }
             tree.leaves.push(leaf);
-            level.push((id, vis));
+            level.push((id, vis, wide));
         }
+        tree.index = LvIndex::from_ranges(ranges, lv_count);
         tree.vis_len = level.iter().map(|c| c.1).sum();
+        tree.wide_len = level.iter().map(|c| c.2).sum();
         let mut leaf_children = true;
         let per_node = NODE_CAP * 3 / 4;
         while level.len() > 1 {
-            let mut up = Vec::new();
+            let mut up = Vec::with_capacity(level.len().div_ceil(per_node));
             for chunk in level.chunks(per_node) {
                 let id = tree.nodes.len() as u32;
                 let mut node = Node::new(leaf_children);
-                for (i, &(child, vis)) in chunk.iter().enumerate() {
-                    node.insert(i, child, vis);
+                for (i, &(child, vis, wide)) in chunk.iter().enumerate() {
+                    node.insert(i, child, vis, wide);
                     if leaf_children {
                         tree.leaves[child as usize].parent = id;
                     } else {
                         tree.nodes[child as usize].parent = id;
                     }
                 }
-                up.push((id, node.vis[..chunk.len()].iter().sum()));
+                let k = chunk.len();
+                up.push((id, node.vis[..k].iter().sum(), node.wide[..k].iter().sum()));
                 tree.nodes.push(node);
             }
             level = up;
@@ -686,23 +893,34 @@ impl Tree {
         }
         tree.root = level[0].0;
         tree.root_is_leaf = tree.nodes.is_empty();
+        tree.nodes.shrink_to_fit();
+        tree.index.shrink_to_fit();
         tree
     }
 
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.leaves.capacity() * std::mem::size_of::<Leaf>()
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.index.heap_bytes()
+    }
+
     /// Checks every invariant of the module docs; panics with a description when one fails.
-    pub fn check(&self) {
-        let vis = self.check_subtree(self.root, self.root_is_leaf, NONE);
+    pub fn check(&self, content: &Content) {
+        self.index.check();
+        let (vis, wide) = self.check_subtree(self.root, self.root_is_leaf, NONE, content);
         assert_eq!(vis, self.vis_len, "root count");
+        assert_eq!(wide, self.wide_len, "root astral count");
         let mut leaf = 0u32;
         let mut seen_total = 0u64;
         let mut chained = 0usize;
         while leaf != NONE {
             let l = &self.leaves[leaf as usize];
             assert!(l.n > 0 || self.total_len == 0, "empty leaf {leaf}");
-            for s in &l.spans[..l.n as usize] {
+            for s in l.spans() {
                 assert!(s.len() > 0, "empty span");
-                for lv in s.lv..s.end() {
-                    assert_eq!(self.lv_leaf[lv as usize], leaf, "lv_leaf[{lv}]");
+                for lv in [s.lv, s.end() - 1] {
+                    assert_eq!(self.index.leaf(lv), leaf, "index of lv {lv}");
                 }
                 seen_total += s.len() as u64;
             }
@@ -711,7 +929,11 @@ impl Tree {
         }
         assert_eq!(chained, self.leaves.len(), "leaf chain misses leaves");
         assert_eq!(seen_total, self.total_len as u64, "leaf chain total");
-        assert_eq!(self.lv_leaf.len() as u64, seen_total, "lv_leaf length");
+        assert_eq!(self.index.len() as u64, seen_total, "index length");
+        for lv in 0..self.total_len {
+            let p = self.find_lv(lv);
+            assert_eq!(self.span(p.leaf, p.idx).lv + p.off, lv, "find_lv({lv})");
+        }
         if let Some((leaf, start)) = self.cursor.get() {
             let expected = self.vis_before_uncached(leaf);
             assert_eq!(start, expected, "cursor of leaf {leaf}");
@@ -722,7 +944,8 @@ impl Tree {
         let mut before = 0;
         let mut l = 0u32;
         while l != leaf && l != NONE {
-            before += self.leaves[l as usize].spans[..self.leaves[l as usize].n as usize]
+            before += self.leaves[l as usize]
+                .spans()
                 .iter()
                 .map(|s| s.vis())
                 .sum::<u32>();
@@ -731,21 +954,31 @@ impl Tree {
         before
     }
 
-    fn check_subtree(&self, node: u32, is_leaf: bool, parent: u32) -> u32 {
+    fn check_subtree(
+        &self,
+        node: u32,
+        is_leaf: bool,
+        parent: u32,
+        content: &Content,
+    ) -> (u32, u32) {
         if is_leaf {
             let l = &self.leaves[node as usize];
             assert_eq!(l.parent, parent, "leaf {node} parent link");
-            return l.spans[..l.n as usize].iter().map(|s| s.vis()).sum();
+            let vis = l.spans().iter().map(|s| s.vis()).sum();
+            let wide = l.spans().iter().map(|s| s.wide(content)).sum();
+            return (vis, wide);
         }
         let n = &self.nodes[node as usize];
         assert_eq!(n.parent, parent, "node {node} parent link");
         assert!(n.n >= 1, "empty internal node");
-        let mut vis = 0;
+        let (mut vis, mut wide) = (0, 0);
         for i in 0..n.n as usize {
-            let got = self.check_subtree(n.children[i], n.leaf_children, node);
-            assert_eq!(got, n.vis[i], "count of child {i} of node {node}");
-            vis += got;
+            let got = self.check_subtree(n.children[i], n.leaf_children, node, content);
+            assert_eq!(got.0, n.vis[i], "count of child {i} of node {node}");
+            assert_eq!(got.1, n.wide[i], "astral count of child {i} of node {node}");
+            vis += got.0;
+            wide += got.1;
         }
-        vis
+        (vis, wide)
     }
 }

@@ -1,14 +1,19 @@
 //! Seeded randomized convergence tests: 3 to 5 replicas edit concurrently (inserts, deletes,
 //! updates, and edits against stale versions) while a simulated network delivers their
-//! operations late, out of order and more than once. After every step the touched replica's
-//! invariants hold and its reported changes patch a mirror of its text exactly; at quiescence
-//! every replica shows the same text.
+//! operations late, out of order and more than once. A relaying replica forwards what it
+//! received cut differently (runs merged by catch-up, then split at random points; delete
+//! targets reordered and split), editors resend their own ops merged as their replica holds
+//! them, the op-size limit is small so that long edits must go out in pieces, the global
+//! session moves from 1 to 2 mid-run, and replicas continue from a snapshot round trip. After
+//! every step the touched replica's invariants hold and its reported changes patch a mirror of
+//! its text exactly; at quiescence every replica holds the same elements in the same order,
+//! tombstones included.
 //!
 //! `RGA_SEED=<n>` replays one seed; `RGA_FUZZ_ITERS` sets how many seeds the ignored soak runs.
 
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
-use rga::{Change, Op, Rga, SiteId, Splice, Status, VersionVector};
+use rga::{Change, IdRange, Limits, Op, Rga, SiteId, Splice, Status, VersionVector};
 
 struct Replica {
     doc: Rga,
@@ -34,10 +39,77 @@ fn patch(mirror: &mut Vec<char>, changes: &[Change]) {
 
 fn random_text(rng: &mut ChaCha8Rng) -> String {
     const ALPHABET: &[char] = &['a', 'b', 'c', 'x', 'y', 'z', ' ', '\n', 'é', '→', '😀'];
-    let n = rng.random_range(1..=4);
+    // Mostly typing, sometimes a paste longer than one op may carry.
+    let n = if rng.random_bool(0.1) {
+        rng.random_range(5..=15)
+    } else {
+        rng.random_range(1..=4)
+    };
     (0..n)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
         .collect()
+}
+
+/// The op-size limit of every replica: small, so that long inserts and deletes need several ops.
+const MAX_OP_LEN: u64 = 6;
+
+fn limits() -> Limits {
+    let mut l = Limits::default();
+    l.max_op_len = MAX_OP_LEN;
+    l
+}
+
+fn replica_doc() -> Rga {
+    let mut doc = Rga::new();
+    doc.set_limits(limits());
+    doc
+}
+
+/// The same ops cut differently, as a relay might send them: inserts split at a random point
+/// (the second piece after the first's last char), delete targets reordered and split.
+fn rechunk(rng: &mut ChaCha8Rng, ops: Vec<Op>) -> Vec<Op> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Op::Insert { id, after, text } if text.chars().count() > 1 && rng.random_bool(0.5) => {
+                let chars: Vec<char> = text.chars().collect();
+                let k = rng.random_range(1..chars.len());
+                out.push(Op::Insert {
+                    id,
+                    after,
+                    text: chars[..k].iter().collect(),
+                });
+                out.push(Op::Insert {
+                    id: id.offset(k as u64).unwrap(),
+                    after: id.offset(k as u64 - 1),
+                    text: chars[k..].iter().collect(),
+                });
+            }
+            Op::Delete { id, mut targets } if rng.random_bool(0.5) => {
+                let mut size: u64 = targets.iter().map(|t| t.len + 1).sum();
+                let mut split = Vec::new();
+                for t in targets.drain(..) {
+                    // Split ranges while the op stays within the size limit peers enforce.
+                    if t.len > 1 && size < MAX_OP_LEN && rng.random_bool(0.5) {
+                        size += 1;
+                        let k = rng.random_range(1..t.len);
+                        split.push(IdRange { len: k, ..t });
+                        split.push(IdRange {
+                            seq: t.seq + k,
+                            len: t.len - k,
+                            ..t
+                        });
+                    } else {
+                        split.push(t);
+                    }
+                }
+                split.shuffle(rng);
+                out.push(Op::Delete { id, targets: split });
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn apply_splice(text: &str, s: &Splice) -> String {
@@ -50,9 +122,13 @@ fn apply_splice(text: &str, s: &Splice) -> String {
 pub fn fuzz(seed: u64, steps: usize, verbose: bool) -> (usize, usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = rng.random_range(3..=5);
-    let mut replicas: Vec<Replica> = (0..n)
+    // Replica `n` is the relay: it never edits, and forwards what it has, re-chunked.
+    let relay = n;
+    let mut forwarded = VersionVector::new();
+    let session_moves_at = rng.random_range(0..steps.max(1));
+    let mut replicas: Vec<Replica> = (0..=n)
         .map(|i| Replica {
-            doc: Rga::new(),
+            doc: replica_doc(),
             site: SiteId(1000 + i as u64),
             mirror: Vec::new(),
             history: vec![VersionVector::new()],
@@ -63,8 +139,48 @@ pub fn fuzz(seed: u64, steps: usize, verbose: bool) -> (usize, usize) {
     let mut generated = 0;
     let mut delivered = 0;
     for step in 0..steps {
+        if step == session_moves_at {
+            // A new global session: later ops outrank every earlier one whatever their sums.
+            for rep in &mut replicas {
+                rep.doc.set_session(2);
+            }
+        }
         let r = rng.random_range(0..n);
-        if rng.random_bool(0.45) || net.is_empty() {
+        let roll = rng.random_range(0..100);
+        if roll < 4 {
+            // The relay forwards everything it has that it did not forward yet, cut anew.
+            let rel = &replicas[relay];
+            let ops = rechunk(&mut rng, rel.doc.ops_since(&forwarded));
+            forwarded = rel.doc.version();
+            if verbose {
+                println!("{step}: relay forwards {} ops", ops.len());
+            }
+            for op in ops {
+                for dest in 0..n {
+                    net.push((dest, op.clone()));
+                }
+            }
+        } else if roll < 7 {
+            // An editor resends its own ops from some earlier seq, merged as its replica holds
+            // them (a client that never saw its acks).
+            let rep = &replicas[r];
+            let next = rep.doc.next_seq(rep.site);
+            let from = rng.random_range(1..=next);
+            for op in rep.doc.ops_of_site_since(rep.site, from) {
+                let dest = rng.random_range(0..=n);
+                if dest != r {
+                    net.push((dest, op));
+                }
+            }
+        } else if roll < 9 {
+            // A snapshot round trip; editing continues on the decoded replica.
+            let rep = &mut replicas[r];
+            let mut doc = Rga::decode(&rep.doc.encode()).expect("own snapshot decodes");
+            doc.set_limits(limits());
+            doc.set_session(rep.doc.session());
+            assert_eq!(doc.text(), rep.doc.text(), "seed {seed}: snapshot text");
+            rep.doc = doc;
+        } else if rng.random_bool(0.45) || net.is_empty() {
             let rep = &mut replicas[r];
             let len = rep.doc.len();
             let from = rep.doc.next_seq(rep.site);
@@ -142,7 +258,11 @@ pub fn fuzz(seed: u64, steps: usize, verbose: bool) -> (usize, usize) {
             let ops = rep.doc.ops_of_site_since(rep.site, from);
             generated += ops.len();
             for op in ops {
-                for dest in (0..n).filter(|&d| d != r) {
+                assert!(
+                    op.seq_len() <= MAX_OP_LEN,
+                    "seed {seed}: an op beyond the size limit went out: {op:?}"
+                );
+                for dest in (0..=n).filter(|&d| d != r) {
                     net.push((dest, op.clone()));
                 }
             }
@@ -176,9 +296,8 @@ pub fn fuzz(seed: u64, steps: usize, verbose: bool) -> (usize, usize) {
                 rep.history.push(v);
             }
         }
-        let rep = &replicas[r];
-        rep.doc.assert_invariants();
         for rep in &replicas {
+            rep.doc.assert_invariants();
             assert_eq!(
                 rep.mirror.iter().collect::<String>(),
                 rep.doc.text(),
@@ -189,16 +308,31 @@ pub fn fuzz(seed: u64, steps: usize, verbose: bool) -> (usize, usize) {
     // Quiesce: deliver everything that is still in flight, in random order.
     net.shuffle(&mut rng);
     for (dest, op) in net.drain(..) {
+        if verbose {
+            println!(
+                "quiesce: deliver to r{dest}: {}",
+                serde_json::to_string(&op).unwrap()
+            );
+        }
         let rep = &mut replicas[dest];
-        let applied = rep.doc.apply(op).unwrap();
+        let applied = rep
+            .doc
+            .apply(op)
+            .unwrap_or_else(|e| panic!("seed {seed} quiescing: valid op refused: {e}"));
         patch(&mut rep.mirror, &applied.changes);
         delivered += 1;
     }
     let text = replicas[0].doc.text();
+    let elements = replicas[0].doc.element_ids();
     for (i, rep) in replicas.iter().enumerate() {
         rep.doc.assert_invariants();
         assert_eq!(rep.doc.pending_len(), 0, "seed {seed}: r{i} still waits");
         assert_eq!(rep.doc.text(), text, "seed {seed}: r{i} diverged");
+        assert_eq!(
+            rep.doc.element_ids(),
+            elements,
+            "seed {seed}: r{i} holds other elements or another order"
+        );
         assert_eq!(
             rep.doc.version(),
             replicas[0].doc.version(),
@@ -207,11 +341,17 @@ pub fn fuzz(seed: u64, steps: usize, verbose: bool) -> (usize, usize) {
         assert_eq!(rep.mirror.iter().collect::<String>(), text);
     }
     // A fresh replica catching up from the full log, and a snapshot round trip, agree too.
-    let mut fresh = Rga::new();
+    let mut fresh = replica_doc();
+    fresh.set_session(2);
     fresh
         .apply_all(replicas[1].doc.ops_since(&VersionVector::new()))
         .unwrap();
     assert_eq!(fresh.text(), text, "seed {seed}: catch-up from the log");
+    assert_eq!(
+        fresh.element_ids(),
+        elements,
+        "seed {seed}: catch-up elements"
+    );
     let decoded = Rga::decode(&replicas[2].doc.encode()).unwrap();
     decoded.assert_invariants();
     assert_eq!(decoded.text(), text, "seed {seed}: snapshot round trip");
@@ -237,7 +377,7 @@ fn replicas_converge_under_random_delivery_with_duplicates_and_stale_edits() {
     };
     for seed in seeds {
         println!("seed {seed}");
-        fuzz(seed, 300, false);
+        fuzz(seed, 300, std::env::var("RGA_VERBOSE").is_ok());
     }
 }
 

@@ -47,11 +47,13 @@ fn shared_start(text: &str) -> (Rga, Vec<Op>) {
     (r, ops)
 }
 
-fn local_ops(base: &Rga, edit: impl FnOnce(&mut Rga)) -> Vec<Op> {
+/// The ops an edit of a copy of `base` returns; they must be exactly what the copy ships.
+fn local_ops(base: &Rga, edit: impl FnOnce(&mut Rga) -> Vec<Op>) -> Vec<Op> {
     let mut r = base.clone();
     let v = r.version();
-    edit(&mut r);
-    r.ops_since(&v)
+    let ops = edit(&mut r);
+    assert_eq!(ops, r.ops_since(&v), "an edit returns the ops it made");
+    ops
 }
 
 #[test]
@@ -59,9 +61,9 @@ fn dopt_puzzle_three_concurrent_inserts_at_one_position_converge() {
     let (base, _) = shared_start("ab");
     // Three sites insert between 'a' and 'b' at once: equal sums, so the site id decides and
     // the highest precedence comes first.
-    let mut ops = local_ops(&base, |r| r.insert(S1, 1, "1").unwrap());
-    ops.extend(local_ops(&base, |r| r.insert(S2, 1, "2").unwrap()));
-    ops.extend(local_ops(&base, |r| r.insert(S3, 1, "3").unwrap()));
+    let mut ops = local_ops(&base, |r| r.insert(S1, 1, "1").unwrap().to_vec());
+    ops.extend(local_ops(&base, |r| r.insert(S2, 1, "2").unwrap().to_vec()));
+    ops.extend(local_ops(&base, |r| r.insert(S3, 1, "3").unwrap().to_vec()));
     converges_in_every_order(&base, &ops, "a321b");
 }
 
@@ -77,7 +79,9 @@ fn concurrent_inserts_after_same_reference_converge() {
     let mut later = seen_more.clone();
     later.insert(S2, 1, "late").unwrap();
     let mut ops = later.ops_since(&v);
-    ops.extend(local_ops(&base, |r| r.insert(S3, 1, "early").unwrap()));
+    ops.extend(local_ops(&base, |r| {
+        r.insert(S3, 1, "early").unwrap().to_vec()
+    }));
     let mut r = base.clone();
     for op in &ops {
         r.apply(op.clone()).unwrap();
@@ -91,8 +95,8 @@ fn concurrent_inserts_after_same_reference_converge() {
 #[test]
 fn insert_after_a_concurrently_deleted_reference_survives() {
     let (base, _) = shared_start("ab");
-    let mut ops = local_ops(&base, |r| r.delete(S1, 0, 1).unwrap());
-    ops.extend(local_ops(&base, |r| r.insert(S2, 1, "c").unwrap()));
+    let mut ops = local_ops(&base, |r| r.delete(S1, 0, 1).unwrap().to_vec());
+    ops.extend(local_ops(&base, |r| r.insert(S2, 1, "c").unwrap().to_vec()));
     converges_in_every_order(&base, &ops, "cb");
 }
 
@@ -106,7 +110,7 @@ fn causally_later_insert_stays_after_its_reference_against_a_concurrent_head_ins
     s2.apply_all(x.clone()).unwrap();
     s2.insert(S2, 1, "y").unwrap();
     let y = s2.ops_since(&s1.version());
-    let z = local_ops(&empty, |r| r.insert(S3, 0, "z").unwrap());
+    let z = local_ops(&empty, |r| r.insert(S3, 0, "z").unwrap().to_vec());
     // z and x both sit at the head with sum 1: the higher site id (3) comes first.
     let ops: Vec<Op> = [x, y, z].concat();
     converges_in_every_order(&empty, &ops, "zxy");
@@ -138,16 +142,16 @@ fn remote_insert_waits_for_its_reference() {
 #[test]
 fn concurrent_update_and_delete_the_delete_wins() {
     let (base, _) = shared_start("abc");
-    let mut ops = local_ops(&base, |r| r.update(S1, 1, 'B').unwrap());
-    ops.extend(local_ops(&base, |r| r.delete(S2, 1, 1).unwrap()));
+    let mut ops = local_ops(&base, |r| r.update(S1, 1, 'B').unwrap().to_vec());
+    ops.extend(local_ops(&base, |r| r.delete(S2, 1, 1).unwrap().to_vec()));
     converges_in_every_order(&base, &ops, "ac");
 }
 
 #[test]
 fn concurrent_updates_the_highest_precedence_wins() {
     let (base, _) = shared_start("abc");
-    let mut ops = local_ops(&base, |r| r.update(S1, 2, '1').unwrap());
-    ops.extend(local_ops(&base, |r| r.update(S2, 2, '2').unwrap()));
+    let mut ops = local_ops(&base, |r| r.update(S1, 2, '1').unwrap().to_vec());
+    ops.extend(local_ops(&base, |r| r.update(S2, 2, '2').unwrap().to_vec()));
     let mut s3 = base.clone();
     s3.insert(S3, 0, "_").unwrap();
     let v = base.version();
@@ -163,21 +167,25 @@ fn backward_typing_by_two_users_interleaves_a_known_rga_property() {
     // rule, kept as is (see the crate docs); the test documents the behaviour.
     let empty = Rga::new();
     let a = local_ops(&empty, |r| {
+        let mut ops = Vec::new();
         for c in ['c', 'b', 'a'] {
-            r.insert(S1, 0, &c.to_string()).unwrap();
+            ops.extend(r.insert(S1, 0, &c.to_string()).unwrap().to_vec());
         }
+        ops
     });
     let b = local_ops(&empty, |r| {
+        let mut ops = Vec::new();
         for c in ['z', 'y', 'x'] {
-            r.insert(S2, 0, &c.to_string()).unwrap();
+            ops.extend(r.insert(S2, 0, &c.to_string()).unwrap().to_vec());
         }
+        ops
     });
     let mut r = Rga::new();
     r.apply_all([a.clone(), b.clone()].concat()).unwrap();
     assert_eq!(r.text(), "xaybzc");
     let mut forward = Rga::new();
-    let fa = local_ops(&empty, |r| r.insert(S1, 0, "abc").unwrap());
-    let fb = local_ops(&empty, |r| r.insert(S2, 0, "xyz").unwrap());
+    let fa = local_ops(&empty, |r| r.insert(S1, 0, "abc").unwrap().to_vec());
+    let fb = local_ops(&empty, |r| r.insert(S2, 0, "xyz").unwrap().to_vec());
     forward.apply_all([fa, fb].concat()).unwrap();
     assert_eq!(
         forward.text(),
