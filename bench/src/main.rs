@@ -7,6 +7,7 @@
 mod alloc;
 mod impls;
 mod realtime;
+mod stale;
 mod store;
 mod traces;
 

@@ -34,8 +34,8 @@ pub struct Args {
     /// Only this implementation (repeatable) [default: all of them].
     #[arg(long = "impl", value_name = "NAME")]
     impls: Vec<String>,
-    /// Timed runs per cell; the median is reported.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Rounds: each runs every implementation once, in turn; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     runs: u16,
 }
 
@@ -50,10 +50,7 @@ pub fn run(args: &Args) -> Result<bool> {
         let raw = editing_traces::load_sequential(path)
             .with_context(|| format!("loading {}", path.display()))?;
         let trace = Trace::new(editing_traces::trace_name(path), raw)?;
-        let rows: Vec<Measured> = selected
-            .iter()
-            .map(|entry| (entry.measure)(&trace, usize::from(args.runs)))
-            .collect();
+        let rows = interleaved(&trace, &selected, usize::from(args.runs));
         for row in &rows {
             problems.extend(
                 row.problems
@@ -67,6 +64,20 @@ pub fn run(args: &Args) -> Result<bool> {
             print_table(&trace, &rows, args.runs);
         }
     }
+    if selected.iter().any(|e| e.name == BASELINE)
+        && let Some(path) = paths
+            .iter()
+            .find(|p| editing_traces::trace_name(p) == crate::stale::TRACE)
+    {
+        let raw = editing_traces::load_sequential(path)
+            .with_context(|| format!("loading {}", path.display()))?;
+        let report = crate::stale::run(&Trace::new(crate::stale::TRACE.into(), raw)?, args.runs)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            report.print();
+        }
+    }
     for problem in &problems {
         eprintln!("FAILED {problem}");
     }
@@ -76,6 +87,27 @@ pub fn run(args: &Args) -> Result<bool> {
         started.elapsed().as_secs_f64()
     );
     Ok(problems.is_empty())
+}
+
+/// Runs of one implementation in a row within a round: the median of three is a warm run (the
+/// first of a phase pays cold caches and fresh pages, far more on some libraries than others).
+const RUNS_PER_ROUND: usize = 3;
+
+/// Measures every implementation in `runs` rounds, each running every implementation in turn
+/// (three runs each), so that the machine's speed drifting during the benchmark (tens of percent
+/// on a shared virtual machine) weighs on every implementation alike and the ratios stay fair.
+/// Each cell is the median over the rounds of each round's median.
+fn interleaved(trace: &Trace, selected: &[&'static Entry], runs: usize) -> Vec<Measured> {
+    let mut rounds: Vec<Vec<Measured>> = selected.iter().map(|_| Vec::new()).collect();
+    for round in 0..runs.max(1) {
+        for (i, entry) in selected.iter().enumerate() {
+            if round == 0 {
+                eprintln!("{}: {}...", trace.name, entry.name);
+            }
+            rounds[i].push((entry.measure)(trace, RUNS_PER_ROUND));
+        }
+    }
+    rounds.into_iter().map(Measured::combine).collect()
 }
 
 fn trace_paths(args: &Args) -> Result<Vec<PathBuf>> {
@@ -151,6 +183,9 @@ struct Timing {
     median: Duration,
     /// The largest heap growth above the cell's starting level over the runs.
     peak_heap_bytes: usize,
+    /// What the result kept on the heap when the phase ended (the last run's); for `decode`, the
+    /// size of a loaded replica.
+    retained_heap_bytes: usize,
     /// The encoded size, for `encode`.
     bytes: Option<usize>,
     /// The result did not match `endContent`.
@@ -168,6 +203,49 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// One row from the same implementation's rounds: medians of the times, the largest peaks,
+    /// the last round's retained heap and size, every problem once.
+    fn combine(rounds: Vec<Measured>) -> Measured {
+        let name = rounds.first().map_or("", |r| r.name);
+        let mut out = Measured {
+            name,
+            cells: [Cell::Failed; 4],
+            problems: Vec::new(),
+        };
+        for phase in Phase::ALL {
+            let done: Vec<Timing> = rounds
+                .iter()
+                .filter_map(|r| match r.cell(phase) {
+                    Cell::Done(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            let cell = if rounds.iter().any(|r| r.cell(phase) == Cell::Absent) {
+                Cell::Absent
+            } else if done.len() < rounds.len() || done.is_empty() {
+                Cell::Failed
+            } else {
+                let mut times: Vec<Duration> = done.iter().map(|t| t.median).collect();
+                let last = done[done.len() - 1];
+                Cell::Done(Timing {
+                    median: median(&mut times),
+                    peak_heap_bytes: done.iter().map(|t| t.peak_heap_bytes).max().unwrap_or(0),
+                    mismatch: done.iter().any(|t| t.mismatch),
+                    ..last
+                })
+            };
+            out.set(phase, cell);
+        }
+        for r in rounds {
+            for p in r.problems {
+                if !out.problems.contains(&p) {
+                    out.problems.push(p);
+                }
+            }
+        }
+        out
+    }
+
     fn cell(&self, phase: Phase) -> Cell {
         self.cells[phase as usize]
     }
@@ -213,9 +291,9 @@ fn describe_difference(got: &str, want: &str) -> Option<String> {
     ))
 }
 
-/// Measures every phase of `S` on `trace`, `runs` times each.
+/// Measures every phase of `S` on `trace`, `runs` times each (the runner calls it once per round,
+/// see [`interleaved`]).
 pub fn measure<S: Subject>(trace: &Trace, runs: usize) -> Measured {
-    eprintln!("{}: {}...", trace.name, S::NAME);
     let mut measured = Measured {
         name: S::NAME,
         cells: [Cell::Failed; 4],
@@ -303,6 +381,7 @@ fn time_runs<I, T>(
 ) -> Result<(Timing, Vec<T>)> {
     let mut times = Vec::with_capacity(runs);
     let mut peak_heap_bytes = 0;
+    let mut retained_heap_bytes = 0;
     let mut results = Vec::with_capacity(runs);
     for _ in 0..runs {
         if keep == Keep::Last {
@@ -314,11 +393,13 @@ fn time_runs<I, T>(
         let result = phase(input)?;
         times.push(clock.elapsed());
         peak_heap_bytes = peak_heap_bytes.max(heap.growth());
+        retained_heap_bytes = heap.retained();
         results.push(result);
     }
     let timing = Timing {
         median: median(&mut times),
         peak_heap_bytes,
+        retained_heap_bytes,
         bytes: None,
         mismatch: false,
     };
@@ -348,6 +429,7 @@ struct JsonCell<'a> {
     median_ms: f64,
     bytes: Option<usize>,
     peak_heap_bytes: usize,
+    retained_heap_bytes: usize,
 }
 
 fn print_json(trace: &Trace, rows: &[Measured]) -> Result<()> {
@@ -361,6 +443,7 @@ fn print_json(trace: &Trace, rows: &[Measured]) -> Result<()> {
                     median_ms: (ms(timing.median) * 1e3).round() / 1e3,
                     bytes: timing.bytes,
                     peak_heap_bytes: timing.peak_heap_bytes,
+                    retained_heap_bytes: timing.retained_heap_bytes,
                 };
                 println!("{}", serde_json::to_string(&cell)?);
             }
@@ -374,7 +457,8 @@ const BASELINE: &str = "rga";
 
 fn print_table(trace: &Trace, rows: &[Measured], runs: u16) {
     println!(
-        "\n{}: {} edits in {} txns, {} chars at the end; median of {runs} runs, peak = heap growth",
+        "\n{}: {} edits in {} txns, {} chars at the end; median of {runs} runs, peak = heap growth, \
+         heap = what the decoded replica keeps (and per char of the final text)",
         trace.name,
         trace.edits().len(),
         trace.txn_count(),
@@ -392,6 +476,7 @@ fn print_table(trace: &Trace, rows: &[Measured], runs: u16) {
             header += &format!(" {:>9}", "bytes");
         }
     }
+    header += &format!(" {:>9} {:>6}", "heap", "B/char");
     println!("{header}");
     let baseline = rows.iter().find(|row| row.name == BASELINE);
     for row in rows {
@@ -424,6 +509,14 @@ fn print_table(trace: &Trace, rows: &[Measured], runs: u16) {
                 line += &format!(" {bytes:>9}");
             }
         }
+        line += &match row.cell(Phase::Decode) {
+            Cell::Done(t) => format!(
+                " {:>9} {:>6.1}",
+                human_bytes(t.retained_heap_bytes),
+                t.retained_heap_bytes as f64 / trace.end_chars.max(1) as f64
+            ),
+            _ => format!(" {:>9} {:>6}", "-", "-"),
+        };
         println!("{line}");
     }
     if rows.iter().any(|row| !row.problems.is_empty()) {

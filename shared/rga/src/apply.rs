@@ -212,10 +212,8 @@ impl Rga {
 
     /// Drops waiting operations older than the age limit (and what waits for them).
     fn expire(&mut self, out: &mut Applied) {
-        let expired = self
-            .pending
-            .expire(self.log.clock_total, self.limits.max_pending_age);
-        for (op, cause) in expired {
+        let (now, age) = (self.log.clock_total, self.limits.max_pending_age);
+        while let Some((op, cause)) = self.pending.expire_one(now, age) {
             let id = op.id().id();
             out.rejected.push((id, OpError::Expired { id, cause }));
             self.drop_dependents(op.site(), id.seq, id.seq.saturating_add(op.seq_len()), out);

@@ -40,6 +40,7 @@ mod apply;
 mod check;
 mod content;
 mod encode;
+pub use encode::{DECODE_ALLOC_BASE, DECODE_ALLOC_FACTOR};
 mod error;
 mod id;
 mod index;

@@ -190,6 +190,8 @@ pub(crate) struct Log {
     /// tell whether a character was deleted at that version.
     pub deleted_again: BTreeMap<u32, u32>,
     pub next_order: u32,
+    /// The run found last by [`Log::run_of`]: lookups come in runs in one place.
+    run_hint: Cell<u32>,
     /// Σ v[k] over this replica's version vector: the operations applied.
     pub clock_total: u64,
     /// Highest sum of any applied operation.
@@ -293,7 +295,16 @@ impl Log {
     /// The insert run holding `lv`.
     #[inline]
     pub fn run_of(&self, lv: u32) -> u32 {
-        (self.runs.partition_point(|r| r.lv + r.len <= lv)) as u32
+        let hint = self.run_hint.get();
+        if let Some(r) = self.runs.get(hint as usize)
+            && r.lv <= lv
+            && lv < r.lv + r.len
+        {
+            return hint;
+        }
+        let run = self.runs.partition_point(|r| r.lv + r.len <= lv) as u32;
+        self.run_hint.set(run);
+        run
     }
 
     /// The S4Vector of the character at `lv` of run `run`.

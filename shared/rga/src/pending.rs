@@ -178,22 +178,14 @@ impl Pending {
             .collect()
     }
 
-    /// Removes the ops that waited longer than `max_age` at tick `now`, with what they waited
-    /// for.
-    pub fn expire(&mut self, now: u64, max_age: u64) -> Vec<(Op, CharId)> {
-        let mut out = Vec::new();
-        while let Some(&(arrival, id)) = self.arrivals.first() {
-            if now.saturating_sub(arrival) <= max_age {
-                break;
-            }
-            match self.remove(id) {
-                Some(dropped) => out.push(dropped),
-                None => {
-                    self.arrivals.pop_first();
-                }
-            }
+    /// Removes the oldest op if it waited longer than `max_age` at tick `now`, with what it
+    /// waited for.
+    pub fn expire_one(&mut self, now: u64, max_age: u64) -> Option<(Op, CharId)> {
+        let &(arrival, id) = self.arrivals.first()?;
+        if now.saturating_sub(arrival) <= max_age {
+            return None;
         }
-        out
+        self.remove(id)
     }
 
     /// The waiting operations, by cause.

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::EditError;
 use crate::id::{Precedence, S4Vector, SiteId};
-use crate::log::{Kind, LvRange, Rec};
+use crate::log::{DelTargets, Kind, LvRange, Rec};
 use crate::op::{Change, Op, Splice};
 use crate::replica::Rga;
 use crate::tree::Pos;
@@ -152,17 +152,29 @@ impl PastView {
     /// The lv ranges (per run, in document order) of past-text positions `index .. index + len`.
     fn ranges(&self, rga: &Rga, index: usize, len: usize) -> Vec<LvRange> {
         let mut out: Vec<LvRange> = Vec::new();
-        let push = |lv: u32, len: u32, out: &mut Vec<LvRange>| match out.last_mut() {
-            Some(last) if last.end() == lv && rga.log.run_of(last.start) == rga.log.run_of(lv) => {
-                last.len += len
+        let mut last_run = u32::MAX;
+        let mut push = |lv: u32, len: u32, run: u32, out: &mut Vec<LvRange>| {
+            match out.last_mut() {
+                Some(last) if last.end() == lv && last_run == run => last.len += len,
+                _ => out.push(LvRange { start: lv, len }),
             }
-            _ => out.push(LvRange { start: lv, len }),
+            last_run = run;
         };
         for seg in self.segments(index, len) {
             match seg {
-                Segment::Plus { lv, len } => push(lv, len, &mut out),
+                Segment::Plus { lv, len } => {
+                    // A plus stretch may cross runs: one range per run.
+                    let mut at = lv;
+                    while at < lv + len {
+                        let r = rga.log.run_of(at);
+                        let run = &rga.log.runs[r as usize];
+                        let take = (run.lv + run.len).min(lv + len) - at;
+                        push(at, take, r, &mut out);
+                        at += take;
+                    }
+                }
                 Segment::Current { index, len } => {
-                    rga.visible_ranges(index, len, |lv, len| push(lv, len, &mut out))
+                    rga.visible_ranges(index, len, |lv, len, run| push(lv, len, run, &mut out))
                 }
             }
         }
@@ -254,17 +266,23 @@ impl Rga {
                 }
                 Rec::Delete(d) => {
                     let rec = &self.log.deletes[d as usize];
-                    for k in off as u32..rec.ops() {
-                        for t in self.log.delete_targets(rec, k).as_slice() {
-                            let run = &self.log.runs[self.log.run_of(t.start) as usize];
-                            let seq = run.seq + (t.start - run.lv) as u64;
-                            let have = v.get(self.log.agents[run.agent as usize].sid);
-                            let in_v = have.saturating_add(1).saturating_sub(seq).min(t.len as u64);
-                            if in_v > 0 {
-                                candidates.push(LvRange {
-                                    start: t.start,
-                                    len: in_v as u32,
-                                });
+                    match rec.targets {
+                        DelTargets::Run {
+                            start,
+                            n,
+                            backwards,
+                        } => {
+                            // Deletes `off..n` of a run target one contiguous lv range.
+                            let (lo, hi) = if backwards {
+                                (start + 1 - n, start - off as u32)
+                            } else {
+                                (start + off as u32, start + n - 1)
+                            };
+                            self.in_version(v, lo, hi + 1 - lo, &mut candidates);
+                        }
+                        DelTargets::List { .. } => {
+                            for t in self.log.delete_targets(rec, 0).as_slice() {
+                                self.in_version(v, t.start, t.len, &mut candidates);
                             }
                         }
                     }
@@ -274,33 +292,35 @@ impl Rga {
         }
         // A tombstone deleted once was visible at `v` (its only delete is outside `v`); one that
         // several deletes target was visible only if all of them are outside `v`.
-        let mut again: FxHashMap<u32, u32> = FxHashMap::default();
-        let mut plus: Vec<(u32, u32)> = Vec::new();
-        for c in &candidates {
-            let mut at = c.start;
-            for (&lv, _) in self.log.deleted_again.range(c.start..c.end()) {
-                if lv > at {
-                    plus.push((at, lv));
+        let mut plus: Vec<(u32, u32)> = Vec::with_capacity(candidates.len());
+        if self.log.deleted_again.is_empty() {
+            plus.extend(candidates.iter().map(|c| (c.start, c.end())));
+        } else {
+            let mut again: FxHashMap<u32, u32> = FxHashMap::default();
+            for c in &candidates {
+                let mut at = c.start;
+                for (&lv, _) in self.log.deleted_again.range(c.start..c.end()) {
+                    if lv > at {
+                        plus.push((at, lv));
+                    }
+                    *again.entry(lv).or_default() += 1;
+                    at = lv + 1;
                 }
-                *again.entry(lv).or_default() += 1;
-                at = lv + 1;
+                if at < c.end() {
+                    plus.push((at, c.end()));
+                }
             }
-            if at < c.end() {
-                plus.push((at, c.end()));
-            }
-        }
-        for (lv, outside) in again {
-            if self.log.deleted_again.get(&lv) == Some(&outside) {
-                plus.push((lv, lv + 1));
+            for (lv, outside) in again {
+                if self.log.deleted_again.get(&lv) == Some(&outside) {
+                    plus.push((lv, lv + 1));
+                }
             }
         }
         plus.sort_unstable();
         let mut merged: Vec<(u32, u32)> = Vec::with_capacity(plus.len());
         for (a, b) in plus {
             match merged.last_mut() {
-                Some(last) if last.1 >= a && self.log.run_of(last.0) == self.log.run_of(a) => {
-                    last.1 = last.1.max(b)
-                }
+                Some(last) if last.1 >= a => last.1 = last.1.max(b),
                 _ => merged.push((a, b)),
             }
         }
@@ -318,6 +338,32 @@ impl Rga {
         view
     }
 
+    /// Appends to `out` the parts of lvs `lv .. lv + len` whose inserts are in `v` (a prefix of
+    /// each run's part, since a run's seqs rise with its lvs).
+    fn in_version(&self, v: &VersionVector, lv: u32, len: u32, out: &mut Vec<LvRange>) {
+        let end = lv + len;
+        let mut at = lv;
+        let mut r = self.log.run_of(at) as usize;
+        while at < end {
+            let run = &self.log.runs[r];
+            let run_end = (run.lv + run.len).min(end);
+            let seq = run.seq + (at - run.lv) as u64;
+            let have = v.get(self.log.agents[run.agent as usize].sid);
+            let in_v = have
+                .saturating_add(1)
+                .saturating_sub(seq)
+                .min((run_end - at) as u64);
+            if in_v > 0 {
+                out.push(LvRange {
+                    start: at,
+                    len: in_v as u32,
+                });
+            }
+            at = run_end;
+            r += 1;
+        }
+    }
+
     /// Calls `f(lv, len, deleted)` for each piece of lvs `from .. end` (one run) that is
     /// contiguous in the tree.
     fn each_piece(&self, from: u32, end: u32, mut f: impl FnMut(u32, u32, bool)) {
@@ -333,7 +379,12 @@ impl Rga {
 
     /// Calls `f(lv, len)` for the lv ranges (one per span piece, document order) of the visible
     /// chars `index .. index + len`.
-    pub(crate) fn visible_ranges(&self, index: u32, mut len: u32, mut f: impl FnMut(u32, u32)) {
+    pub(crate) fn visible_ranges(
+        &self,
+        index: u32,
+        mut len: u32,
+        mut f: impl FnMut(u32, u32, u32),
+    ) {
         if len == 0 {
             return;
         }
@@ -341,7 +392,7 @@ impl Rga {
         loop {
             let s = self.tree.span(p.leaf, p.idx);
             let take = (s.len() - p.off).min(len);
-            f(s.lv + p.off, take);
+            f(s.lv + p.off, take, s.run);
             len -= take;
             if len == 0 {
                 return;
@@ -398,9 +449,16 @@ impl Rga {
         changes: &mut Vec<Change>,
     ) -> Result<VersionVector, EditError> {
         for s in splices {
-            if s.delete > 0 {
-                view.refresh(self);
-                let targets = view.ranges(self, s.index, s.delete);
+            view.refresh(self);
+            let n = s.insert.chars().count() as u64;
+            // Both from the same view: the reference lies before the deleted range, so the
+            // delete does not move it.
+            let targets = (s.delete > 0).then(|| view.ranges(self, s.index, s.delete));
+            let after = (n > 0 && s.index > 0).then(|| {
+                let lv = view.element(self, s.index - 1);
+                self.log.char_s4(self.log.run_of(lv), lv)
+            });
+            if let Some(targets) = targets {
                 // As many ops as the op-size limit requires (chars plus ranges per op).
                 let budget = self.limits.max_op_len.max(2);
                 for chunk in split_targets(&targets, budget) {
@@ -423,13 +481,7 @@ impl Rga {
                 }
                 view.forget_plus(&targets);
             }
-            let n = s.insert.chars().count() as u64;
             if n > 0 {
-                view.refresh(self);
-                let after = (s.index > 0).then(|| {
-                    let lv = view.element(self, s.index - 1);
-                    self.log.char_s4(self.log.run_of(lv), lv)
-                });
                 let id = self.past_id(site, &v, after.map_or(0, |a| a.sum));
                 let op = Op::Insert {
                     id,

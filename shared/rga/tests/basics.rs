@@ -133,7 +133,8 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
     let mut d = Rga::new();
     d.insert(A, 0, "ab").unwrap();
     let a1 = s4(1, A, 1);
-    let cases = [
+    type Case = (Op, &'static str, fn(&OpError) -> bool);
+    let cases: [Case; 9] = [
         (
             Op::Insert {
                 id: s4(1, B, 0),
@@ -141,6 +142,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: "x".into(),
             },
             "zero seq",
+            |e: &OpError| matches!(e, OpError::ZeroSeq { .. }),
         ),
         (
             Op::Insert {
@@ -149,6 +151,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: "x".into(),
             },
             "seq > sum",
+            |e: &OpError| matches!(e, OpError::SeqExceedsSum { seq: 3, sum: 2, .. }),
         ),
         (
             Op::Insert {
@@ -162,6 +165,16 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: "x".into(),
             },
             "unknown session",
+            |e: &OpError| {
+                matches!(
+                    e,
+                    OpError::UnknownSession {
+                        ssn: 9,
+                        known: 1,
+                        ..
+                    }
+                )
+            },
         ),
         (
             Op::Insert {
@@ -170,6 +183,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: "x".into(),
             },
             "not after reference",
+            |e: &OpError| matches!(e, OpError::NotAfterCause { .. }),
         ),
         (
             Op::Insert {
@@ -178,6 +192,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: "x".into(),
             },
             "reference mismatch",
+            |e: &OpError| matches!(e, OpError::ReferenceMismatch { .. }),
         ),
         (
             Op::Insert {
@@ -186,6 +201,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: String::new(),
             },
             "empty",
+            |e: &OpError| matches!(e, OpError::Empty { .. }),
         ),
         (
             Op::Delete {
@@ -193,6 +209,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 targets: vec![],
             },
             "no targets",
+            |e: &OpError| matches!(e, OpError::Empty { .. }),
         ),
         (
             Op::Delete {
@@ -204,6 +221,7 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 }],
             },
             "delete older than target",
+            |e: &OpError| matches!(e, OpError::NotAfterCause { .. }),
         ),
         (
             Op::Insert {
@@ -212,11 +230,16 @@ fn ops_that_break_the_s4vector_rules_are_refused_with_typed_errors() {
                 text: "xy".into(),
             },
             "overflow",
+            |e: &OpError| matches!(e, OpError::IdOutOfRange { field: "sum", .. }),
         ),
     ];
-    for (op, why) in cases {
+    for (op, why, expected) in cases {
         let before = d.encode();
         let err = d.apply(op).expect_err(why);
+        assert!(
+            expected(&err),
+            "{why}: refused for the wrong reason: {err:?}"
+        );
         assert_eq!(d.encode(), before, "{why}: state unchanged ({err})");
     }
     d.insert(A, 2, "c").unwrap(); // seq 3 is an insert
@@ -341,6 +364,34 @@ fn updates_take_the_highest_precedence_and_never_revive_a_tombstone() {
     let mut c = Rga::new();
     c.apply_all(a.ops_since(&VersionVector::new())).unwrap();
     assert_eq!(c.text(), "aY");
+    // An update of a character deleted concurrently (and one issued after the delete was seen,
+    // with a higher precedence still) leaves it deleted everywhere.
+    let before = a.version();
+    let mut d = a.clone();
+    a.update(A, 0, 'Q').unwrap();
+    d.delete(B, 0, 1).unwrap();
+    a.apply_all(d.ops_since(&before)).unwrap();
+    d.apply_all(a.ops_since(&before)).unwrap();
+    assert_eq!(a.text(), "Y");
+    assert_eq!(d.text(), "Y");
+    let deleted = a.element_ids()[0].0;
+    let late = Op::Update {
+        id: S4Vector {
+            ssn: 1,
+            sum: 1000,
+            sid: SiteId(77),
+            seq: 1,
+        },
+        target: deleted,
+        value: 'R',
+    };
+    let applied = a.apply(late.clone()).unwrap();
+    assert_eq!(applied.status, Status::Applied);
+    assert!(applied.changes.is_empty(), "no visible change");
+    d.apply(late).unwrap();
+    assert_eq!(a.text(), "Y", "the update did not revive the tombstone");
+    assert_eq!(d.text(), "Y");
+    a.assert_invariants();
 }
 
 #[test]
@@ -372,4 +423,77 @@ fn a_long_backspace_run_at_the_end_of_the_log_survives_a_snapshot() {
         back.ops_since(&VersionVector::new()),
         d.ops_since(&VersionVector::new())
     );
+}
+
+#[test]
+fn utf16_positions_convert_both_ways_and_changes_patch_a_utf16_mirror() {
+    use rand::prelude::*;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let alphabet = ['a', 'é', '😀', '→', '\n', '𝄞'];
+    let mut a = Rga::new();
+    let mut b = Rga::new();
+    b.set_units(rga::Units::Utf16);
+    let mut mirror: Vec<u16> = Vec::new();
+    for step in 0..400 {
+        let v = a.version();
+        let len = a.len();
+        if len > 0 && rng.random_bool(0.3) {
+            let i = rng.random_range(0..len);
+            let n = rng.random_range(1..=(len - i).min(4));
+            a.delete(A, i, n).unwrap();
+        } else {
+            let i = rng.random_range(0..=len);
+            let text: String = (0..rng.random_range(1..4))
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            a.insert(A, i, &text).unwrap();
+        }
+        for op in a.ops_since(&v) {
+            for change in b.apply(op).unwrap().changes {
+                match change {
+                    rga::Change::Insert { index, text } => {
+                        mirror.splice(index..index, text.encode_utf16());
+                    }
+                    rga::Change::Delete { index, len } => {
+                        mirror.drain(index..index + len);
+                    }
+                }
+            }
+        }
+        let text = a.text();
+        let units: Vec<u16> = text.encode_utf16().collect();
+        assert_eq!(mirror, units, "step {step}: utf16 changes patch the mirror");
+        assert_eq!(a.utf16_len(), units.len());
+        // Every char boundary converts both ways; an offset inside a pair rounds.
+        let mut u = 0;
+        for (i, c) in text.chars().enumerate() {
+            assert_eq!(a.chars_to_utf16(i), u);
+            assert_eq!(a.utf16_to_chars(u), i);
+            if c.len_utf16() == 2 {
+                assert_eq!(a.utf16_to_chars(u + 1), i, "inside a pair rounds down");
+                assert_eq!(a.utf16_to_chars_up(u + 1), i + 1, "or up for a range end");
+            }
+            u += c.len_utf16();
+        }
+        assert_eq!(a.chars_to_utf16(a.len()), u);
+        assert_eq!(a.utf16_to_chars(u), a.len());
+        b.assert_invariants();
+    }
+}
+
+#[test]
+fn anchors_keep_their_place_through_remote_edits_and_deletes() {
+    let mut d = Rga::new();
+    d.insert(A, 0, "hello world").unwrap();
+    let caret = d.anchor_at(5); // after "hello"
+    let start = d.anchor_at(0);
+    d.insert(B, 0, ">> ").unwrap();
+    assert_eq!(d.resolve(caret), 8);
+    assert_eq!(d.resolve(start), 0);
+    d.insert(B, 8, ",").unwrap(); // typed at the caret by someone else: after the anchor
+    assert_eq!(d.resolve(caret), 8);
+    d.delete(B, 6, 2).unwrap(); // the anchor's char is deleted: the place stays
+    assert_eq!(d.resolve(caret), 6);
+    let json = serde_json::to_string(&caret).unwrap();
+    assert_eq!(serde_json::from_str::<rga::Anchor>(&json).unwrap(), caret);
 }

@@ -1,20 +1,24 @@
-//! Sections stored raw or as an LZ4 block. A block may claim at most [`MAX_RATIO`] times its
-//! compressed size, so a few bytes can never make the decoder allocate much: the encoder stores
-//! raw whatever LZ4 shrinks further (or does not shrink at all).
+//! Sections stored raw or as an LZ4 block. A block may claim at most `max_ratio` times its
+//! compressed size (the caller's bound: [`TEXT_RATIO`] for text, [`RECORDS_RATIO`] for records,
+//! whose every byte becomes tens of bytes of structure), so a few bytes can never make the
+//! decoder allocate much: the encoder stores raw whatever LZ4 shrinks further (or does not shrink
+//! at all). Real text compresses two- to fourfold, records by a third.
 
 use super::varint::{Reader, malformed, put};
 use crate::error::DecodeError;
 
-/// The largest decompressed/compressed size ratio a block may claim.
-pub(super) const MAX_RATIO: usize = 64;
+/// The largest decompressed/compressed size ratio the text block may claim.
+pub(super) const TEXT_RATIO: usize = 16;
+/// The largest decompressed/compressed size ratio the record block may claim.
+pub(super) const RECORDS_RATIO: usize = 4;
 
 const RAW: u8 = 0;
 const LZ4: u8 = 1;
 
 /// Appends `data` as a block: `kind, raw length, [packed length], bytes`.
-pub(super) fn write(out: &mut Vec<u8>, data: &[u8]) {
+pub(super) fn write(out: &mut Vec<u8>, data: &[u8], max_ratio: usize) {
     let packed = lz4_flex::block::compress(data);
-    let worth = packed.len() < data.len() && packed.len() * MAX_RATIO >= data.len();
+    let worth = packed.len() < data.len() && packed.len() * max_ratio >= data.len();
     put(out, data.len() as u64);
     if worth {
         out.push(LZ4);
@@ -27,7 +31,10 @@ pub(super) fn write(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Reads a block written by [`write`].
-pub(super) fn read<'a>(r: &mut Reader<'a>) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
+pub(super) fn read<'a>(
+    r: &mut Reader<'a>,
+    max_ratio: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
     let raw_len = r.u64()?;
     match r.byte()? {
         RAW => Ok(std::borrow::Cow::Borrowed(r.bytes(
@@ -35,7 +42,7 @@ pub(super) fn read<'a>(r: &mut Reader<'a>) -> Result<std::borrow::Cow<'a, [u8]>,
         )?)),
         LZ4 => {
             let packed_len = r.count(1)?;
-            if raw_len > (packed_len * MAX_RATIO) as u64 {
+            if raw_len > (packed_len * max_ratio) as u64 {
                 return Err(malformed(
                     "a block claims more than its compressed form allows",
                 ));

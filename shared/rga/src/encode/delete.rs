@@ -12,7 +12,9 @@ pub(super) fn read_list(
     r: &mut Reader<'_>,
     head: &Head,
 ) -> Result<(), DecodeError> {
-    let count = r.count(2)?;
+    // `backwards` marks a delete of one char (no count, no length).
+    let single = head.backwards;
+    let count = if single { 1 } else { r.count(2)? };
     if count == 0 {
         return Err(malformed("delete without targets"));
     }
@@ -21,7 +23,7 @@ pub(super) fn read_list(
     let mut total = count as u64;
     for _ in 0..count {
         let start = offset_u32(d.cx.last_target, r.i64()?)?;
-        let len = r.u32()?;
+        let len = if single { 1 } else { r.u32()? };
         d.target(start, len, head.id.precedence())?;
         top = top.max(d.prec(start + len - 1).sum);
         total += len as u64;
@@ -65,38 +67,51 @@ pub(super) fn read_run(
     {
         return Err(malformed("delete run out of range"));
     }
-    let sid = head.id.sid;
-    let mut own = d.doc.log.agents[head.agent as usize]
-        .last
-        .map_or(0, |l| l.1);
-    for k in 0..n {
-        let lv = if head.backwards {
-            start - k
-        } else {
+    let (lo, hi) = if head.backwards {
+        (start + 1 - n, start)
+    } else {
+        (
+            start,
             start
-                .checked_add(k)
-                .ok_or(malformed("delete run out of range"))?
-        };
-        let sum = head.id.sum + k as u64;
-        d.target(
-            lv,
-            1,
-            Precedence {
-                ssn: head.id.ssn,
-                sum,
-                sid,
-            },
-        )?;
-        if sum
-            > d.prec(lv)
-                .sum
-                .max(own)
-                .saturating_add(d.doc.limits.max_sum_step)
-        {
-            return Err(malformed("a sum jumps too far above its causes"));
-        }
-        own = sum;
+                .checked_add(n - 1)
+                .ok_or(malformed("delete run out of range"))?,
+        )
+    };
+    if hi as usize >= d.lv_run.len() {
+        return Err(malformed("target out of range"));
     }
+    // Delete k targets lv start ∓ k with sum `sum + k`. Within one insert run the target's sum
+    // moves by one per char too, so the closest call in each run segment is at its end nearest
+    // the run's start (forwards: any k, the gap is constant; backwards: the first k).
+    let op = |k: u32| Precedence {
+        ssn: head.id.ssn,
+        sum: head.id.sum + k as u64,
+        sid: head.id.sid,
+    };
+    let mut at = lo;
+    while at <= hi {
+        let run = d.lv_run[at as usize];
+        let r = &d.doc.log.runs[run as usize];
+        let seg_end = (r.lv + r.len - 1).min(hi);
+        let k = if head.backwards {
+            start - seg_end
+        } else {
+            at - start
+        };
+        let lv = if head.backwards { seg_end } else { at };
+        if d.prec(lv) >= op(k) {
+            return Err(malformed("operation does not exceed its target"));
+        }
+        for lv in at..=seg_end {
+            if std::mem::replace(&mut d.deleted[lv as usize], true) {
+                *d.doc.log.deleted_again.entry(lv).or_insert(1) += 1;
+            }
+        }
+        at = seg_end + 1;
+    }
+    // Only the first delete can jump: each later one is one above the one before.
+    let first = if head.backwards { start } else { lo };
+    d.check_step(head, d.prec(first).sum)?;
     d.cx.after_run(start, n, head.backwards);
     push(
         d,

@@ -10,16 +10,18 @@ use crate::log::{DeleteRec, InsertRun, LvRange, UpdateRec};
 use crate::tree::NONE;
 
 pub(super) struct RecordWriter {
+    /// Every record's head byte, kept together: they repeat a lot and compress well side by side.
+    heads: Vec<u8>,
+    /// Everything else, record after record.
     out: Vec<u8>,
     cx: Context,
 }
 
 impl RecordWriter {
     pub fn new(records: usize) -> Self {
-        let mut out = Vec::with_capacity(records * 5 + 10);
-        put(&mut out, records as u64);
         RecordWriter {
-            out,
+            heads: Vec::with_capacity(records),
+            out: Vec::with_capacity(records * 4),
             cx: Context::default(),
         }
     }
@@ -41,7 +43,7 @@ impl RecordWriter {
         if agent < INLINE_AGENTS {
             head |= ((agent + 1) as u8) << AGENT_SHIFT;
         }
-        self.out.push(head);
+        self.heads.push(head);
         if ssn != self.cx.ssn {
             put(&mut self.out, ssn as u64);
             self.cx.ssn = ssn;
@@ -68,7 +70,17 @@ impl RecordWriter {
     }
 
     pub fn delete_list(&mut self, d: &DeleteRec, targets: &[LvRange]) {
-        self.head(K_DELETE, false, d.agent, d.ssn, d.sum);
+        // One char is the common case: the flag replaces the count and the length.
+        let single = matches!(targets, [t] if t.len == 1);
+        self.head(K_DELETE, single, d.agent, d.ssn, d.sum);
+        if single {
+            let t = targets[0];
+            put_z(&mut self.out, t.start as i64 - self.cx.last_target as i64);
+            self.cx.last_target = t.end();
+            self.cx.cursor = t.start;
+            self.cx.advance(1, d.sum);
+            return;
+        }
         put(&mut self.out, targets.len() as u64);
         for t in targets {
             put_z(&mut self.out, t.start as i64 - self.cx.last_target as i64);
@@ -94,7 +106,12 @@ impl RecordWriter {
         self.cx.advance(1, u.sum);
     }
 
+    /// The section: the record count, the heads, the rest.
     pub fn finish(self) -> Vec<u8> {
-        self.out
+        let mut section = Vec::with_capacity(self.heads.len() + self.out.len() + 10);
+        put(&mut section, self.heads.len() as u64);
+        section.extend_from_slice(&self.heads);
+        section.extend_from_slice(&self.out);
+        section
     }
 }
