@@ -188,6 +188,14 @@ impl Rga {
             .ops_of_site_since(&self.content, site, from, self.limits.max_op_len)
     }
 
+    /// As [`Rga::ops_of_site_since`], with no op longer than `max_len` characters or delete
+    /// targets (at least 1): for a transport with a smaller message limit than the op limit.
+    pub fn ops_of_site_since_cut(&self, site: SiteId, from: u64, max_len: u64) -> Vec<Op> {
+        let max_len = max_len.clamp(1, self.limits.max_op_len);
+        self.log
+            .ops_of_site_since(&self.content, site, from, max_len)
+    }
+
     /// The current value of the character at `lv`.
     #[inline]
     pub(crate) fn value(&self, lv: u32) -> char {
@@ -215,6 +223,27 @@ impl Rga {
         out
     }
 
+    /// The visible text from char `start` to char `end` (clamped to the end), in
+    /// O((k + runs) log n) for k chars.
+    pub fn slice(&self, start: usize, end: usize) -> String {
+        let end = end.min(self.len());
+        let mut out = String::new();
+        let mut i = start;
+        while i < end {
+            let p = self.tree.find_vis(i as u32);
+            let s = self.tree.span(p.leaf, p.idx);
+            let take = (s.len() - p.off).min((end - i) as u32);
+            let from = s.lv + p.off;
+            if self.values.is_empty() {
+                self.content.push_to(from, from + take, &mut out);
+            } else {
+                out.extend((from..from + take).map(|lv| self.value(lv)));
+            }
+            i += take as usize;
+        }
+        out
+    }
+
     /// The identifier of the visible character at `index`, for anchoring a cursor that survives
     /// concurrent edits; `None` past the end.
     pub fn id_at(&self, index: usize) -> Option<CharId> {
@@ -232,6 +261,13 @@ impl Rga {
         let (_, lv) = self.log.char_at(id).ok()??;
         let p = self.tree.find_lv(lv);
         Some(self.tree.vis_before(p) as usize)
+    }
+
+    /// Whether character `id` is visible (`Some(false)`: deleted; `None`: unknown).
+    pub fn is_visible(&self, id: CharId) -> Option<bool> {
+        let (_, lv) = self.log.char_at(id).ok()??;
+        let p = self.tree.find_lv(lv);
+        Some(!self.tree.span(p.leaf, p.idx).deleted())
     }
 
     /// A stable reference to the place before the visible character at `index` (in chars):

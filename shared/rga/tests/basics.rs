@@ -497,3 +497,27 @@ fn anchors_keep_their_place_through_remote_edits_and_deletes() {
     let json = serde_json::to_string(&caret).unwrap();
     assert_eq!(serde_json::from_str::<rga::Anchor>(&json).unwrap(), caret);
 }
+
+#[test]
+fn slices_visibility_and_ops_cut_for_a_small_transport() {
+    let a = SiteId(1);
+    let mut doc = Rga::new();
+    doc.insert(a, 0, "héllo wörld 😀!").unwrap();
+    doc.delete(a, 5, 1).unwrap();
+    assert_eq!(doc.text(), "héllowörld 😀!");
+    assert_eq!(doc.slice(1, 7), "éllowö");
+    assert_eq!(doc.slice(11, 99), "😀!");
+    assert_eq!(doc.slice(4, 4), "");
+    let space = rga::CharId { sid: a, seq: 6 };
+    assert_eq!(doc.is_visible(space), Some(false));
+    assert_eq!(doc.is_visible(rga::CharId { sid: a, seq: 1 }), Some(true));
+    assert_eq!(doc.is_visible(rga::CharId { sid: a, seq: 99 }), None);
+    // Cut into pieces of at most 4 chars, the ops still rebuild the same replica.
+    let ops = doc.ops_of_site_since_cut(a, 1, 4);
+    assert!(ops.iter().all(|op| op.seq_len() <= 4), "{ops:?}");
+    assert!(ops.len() >= 4);
+    let mut copy = Rga::new();
+    copy.apply_all(ops).unwrap();
+    assert_eq!(copy.text(), doc.text());
+    assert_eq!(copy.element_ids(), doc.element_ids());
+}
