@@ -204,13 +204,35 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
                 cursor,
                 selection,
                 name,
+                color,
+                anchors,
             } => {
+                let too_long = |s: &Option<String>, max: usize| {
+                    s.as_ref().is_some_and(|s| s.chars().count() > max)
+                };
+                if too_long(&name, collab::realtime::MAX_PRESENCE_NAME)
+                    || too_long(&color, collab::realtime::MAX_PRESENCE_COLOR)
+                {
+                    let err = ServerMessage::Error {
+                        request_id: None,
+                        error: "too_large".into(),
+                        message: format!(
+                            "a presence name is at most {} chars and a colour at most {}",
+                            collab::realtime::MAX_PRESENCE_NAME,
+                            collab::realtime::MAX_PRESENCE_COLOR
+                        ),
+                    };
+                    self.reply(connection, &err).await;
+                    return Ok(response(200, None, None));
+                }
                 let p = ServerMessage::Presence {
                     connection: c.id.clone(),
                     user: user.clone(),
                     cursor,
                     selection,
                     name,
+                    color,
+                    anchors,
                 };
                 broadcast(&self.store, &self.poster, doc, &p, Some(&c.id)).await;
                 return Ok(response(200, None, None));

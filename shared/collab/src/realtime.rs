@@ -59,13 +59,36 @@ pub enum ClientMessage {
         /// Selected range `[start, end)`, in chars.
         #[serde(default)]
         selection: Option<(usize, usize)>,
-        /// Name to show.
+        /// Name to show (at most 64 chars).
         #[serde(default)]
         name: Option<String>,
+        /// Colour to show it in, a CSS colour (at most 32 chars).
+        #[serde(default)]
+        color: Option<String>,
+        /// Cursor and selection as anchors, which keep their place under concurrent edits.
+        #[serde(default)]
+        anchors: Option<PresenceAnchors>,
     },
     /// Keep-alive.
     Ping {},
 }
+
+/// A cursor and selection as two [`rga::Anchor`]s (`null` is the start of the text): `head` is
+/// where the caret is, `tail` the other end of the selection (equal to `head` when nothing is
+/// selected). Either may be `null` (or, like any anchor, left out): the start of the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceAnchors {
+    /// The caret.
+    pub head: rga::Anchor,
+    /// The other end of the selection.
+    pub tail: rga::Anchor,
+}
+
+/// Longest presence `name`, in chars.
+pub const MAX_PRESENCE_NAME: usize = 64;
+/// Longest presence `color`, in chars.
+pub const MAX_PRESENCE_COLOR: usize = 32;
 
 /// What the server sends to an editor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +113,12 @@ pub enum ServerMessage {
         selection: Option<(usize, usize)>,
         /// Name to show.
         name: Option<String>,
+        /// Colour to show it in.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        color: Option<String>,
+        /// Cursor and selection as anchors.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        anchors: Option<PresenceAnchors>,
     },
     /// Another editor left.
     PresenceGone {
@@ -316,9 +345,29 @@ mod tests {
             ClientMessage::Presence {
                 cursor: Some(3),
                 selection: Some((1, 4)),
-                name: Some("Ada".into())
+                name: Some("Ada".into()),
+                color: None,
+                anchors: None,
             }
         );
+        let m: ClientMessage = serde_json::from_str(
+            r##"{"type":"presence","color":"#e11d48","anchors":{"head":{"sid":7,"seq":2},"tail":null}}"##,
+        )
+        .unwrap();
+        let ClientMessage::Presence {
+            anchors: Some(a), ..
+        } = m
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            a.head,
+            rga::Anchor(Some(rga::CharId {
+                sid: SiteId(7),
+                seq: 2
+            }))
+        );
+        assert_eq!(a.tail, rga::Anchor(None));
         assert_eq!(
             serde_json::from_str::<ClientMessage>(r#"{"type":"ping"}"#).unwrap(),
             ClientMessage::Ping {}
@@ -326,6 +375,7 @@ mod tests {
         for bad in [
             r#"{"type":"shout"}"#,
             r#"{"type":"ping","x":1}"#,
+            r#"{"type":"presence","anchors":{"head":null,"tail":null,"x":1}}"#,
             r#"{"type":"edits","session":1}"#,
             "nope",
         ] {
