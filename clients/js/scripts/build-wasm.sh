@@ -14,5 +14,5 @@ fi
 cd "$ROOT"
 cargo build --quiet --release --target wasm32-unknown-unknown -p rga-wasm
 rm -rf "$HERE/wasm"
-wasm-bindgen --target web --out-dir "$HERE/wasm" --out-name rga_wasm \
+wasm-bindgen --target web --out-dir "$HERE/wasm" --out-name rga_wasm --remove-name-section --remove-producers-section \
     target/wasm32-unknown-unknown/release/rga_wasm.wasm
