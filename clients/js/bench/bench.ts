@@ -97,7 +97,8 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const wasmPath = fileURLToPath(new URL("../wasm/rga_wasm_bg.wasm", import.meta.url));
 const wasm = readFileSync(wasmPath);
 console.log(`${name}: ${patches.length} patches, ${trace.endContent.length} chars at the end; ${runs} rounds, medians`);
-console.log(`| case | @collab/client (wasm) | Yjs ${(Y as unknown as { version?: string }).version ?? ""} | ratio |`);
+const yjsVersion = (JSON.parse(readFileSync(new URL("../../node_modules/yjs/package.json", import.meta.url), "utf8")) as { version: string }).version;
+console.log(`| case | @collab/client (wasm) | Yjs ${yjsVersion} | ratio |`);
 console.log("|---|---:|---:|---:|");
 for (const [label, key] of [
   ["(a) local edits", "local"],
