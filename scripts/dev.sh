@@ -2,12 +2,18 @@
 # `make dev [REPLICAS=N]`: the whole system on this machine, no AWS account. PostgreSQL (the local
 # server, or a private cluster under .dev/pg), one database per replica, a moto server for SNS
 # and SQS, each replica's functions under `cargo lambda watch` on 127.0.0.1, and a relay that
-# delivers each replica's SNS subscription to its integrate function. Ctrl-C stops everything
-# this script started.
+# delivers each replica's SNS subscription to its integrate function, and the editor page
+# (clients/web) on 127.0.0.1. Ctrl-C stops everything this script started.
+#
+# DEV_BASE_PORT (default 9100) moves every port: the page on BASE, replica i's API on BASE+i and
+# its WebSocket gateway on BASE+100+i. DEV_DB_PREFIX (default collab_dev) names the databases.
+# DEV_READY_FILE, if set, receives the printed URLs and tokens once everything answers.
 set -euo pipefail
 source "$(dirname "$0")/services.sh"
 N="${REPLICAS:-1}"
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || { log "REPLICAS must be a positive integer"; exit 2; }
+BASE="${DEV_BASE_PORT:-9100}"
+DB_PREFIX="${DEV_DB_PREFIX:-collab_dev}"
 WATCH_PIDS=()
 shutdown() {
     trap - INT TERM EXIT
@@ -21,6 +27,11 @@ ensure_venv
 ensure_postgres
 ensure_moto
 cd "$ROOT"
+
+# The editor page: the client (its WebAssembly build included) and the page's bundle.
+log "building the editor page (clients/js, clients/web)"
+(cd clients/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent build)
+(cd clients/web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent build)
 
 SECRET_FILE="$DEV/auth-secret"
 [ -s "$SECRET_FILE" ] || python3 -c 'import secrets; print(secrets.token_hex(32))' >"$SECRET_FILE"
@@ -45,12 +56,12 @@ PY
 TOPIC="${WIRING[0]}"
 RELAY_ARGS=()
 for i in $(seq "$N"); do
-    port=$((9100 + i))
-    db="collab_dev_$i"
+    port=$((BASE + i))
+    db="${DB_PREFIX}_$i"
     psql "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
     log "replica $i: database $db, functions on 127.0.0.1:$port (log: .dev/watch-$i.log)"
     env DATABASE_URL="${DATABASE_URL%/*}/$db" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
-        WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((9200 + i))/dev" \
+        WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((BASE + 100 + i))/dev" \
         cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$DEV/watch-$i.log" 2>&1 &
     WATCH_PIDS+=($!)
     RELAY_ARGS+=("${WIRING[$i]}=http://127.0.0.1:$port/2015-03-31/functions/integrate/invocations")
@@ -58,8 +69,9 @@ done
 
 TOKEN="$(dev_token alice 604800)"
 TOKEN2="$(dev_token bob 604800)"
+TOKEN3="$(dev_token carol 604800)"
 for i in $(seq "$N"); do
-    url="http://127.0.0.1:$((9100 + i))/lambda-url/api/documents"
+    url="http://127.0.0.1:$((BASE + i))/lambda-url/api/documents"
     log "waiting for replica $i to build and answer (the first build takes a few minutes)"
     for _ in $(seq 1800); do
         curl -s -o /dev/null -H "authorization: Bearer $TOKEN" "$url" && break
@@ -71,29 +83,54 @@ done
 # One local WebSocket gateway per replica, in front of its realtime function.
 cargo build --quiet -p wsgateway
 for i in $(seq "$N"); do
-    target/debug/wsgateway --listen "127.0.0.1:$((9200 + i))" --stage dev \
-        --invoke "http://127.0.0.1:$((9100 + i))/2015-03-31/functions/realtime/invocations" >"$DEV/gateway-$i.log" 2>&1 &
+    target/debug/wsgateway --listen "127.0.0.1:$((BASE + 100 + i))" --stage dev \
+        --invoke "http://127.0.0.1:$((BASE + i))/2015-03-31/functions/realtime/invocations" >"$DEV/gateway-$i.log" 2>&1 &
     STARTED_PIDS+=($!)
 done
+
+# The page's configuration: the replicas (the page server proxies /api/<i> to replica i) and the
+# development users' tokens.
+mkdir -p "$DEV/web"
+WEB_ARGS=()
+python3 - "$N" "$BASE" "$TOKEN" "$TOKEN2" "$TOKEN3" >"$DEV/web/config.json" <<'PY'
+import json, sys
+n, base, tokens = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+print(json.dumps({
+    "replicas": [{"name": f"replica {i}", "api": f"/api/{i}", "ws": f"ws://127.0.0.1:{base + 100 + i}/"}
+                 for i in range(1, n + 1)],
+    "users": [{"name": u, "token": t} for u, t in zip(["alice", "bob", "carol"], tokens)],
+}, indent=2))
+PY
+for i in $(seq "$N"); do WEB_ARGS+=(--api "$i=http://127.0.0.1:$((BASE + i))/lambda-url/api"); done
+node clients/web/serve.mjs --listen "127.0.0.1:$BASE" --config "$DEV/web/config.json" "${WEB_ARGS[@]}" >"$DEV/web.log" 2>&1 &
+STARTED_PIDS+=($!)
+wait_http "http://127.0.0.1:$BASE/config.json"
 
 "$VENV/bin/python" scripts/relay.py "$AWS_ENDPOINT_URL" "$TOPIC" "${RELAY_ARGS[@]}" 2>"$DEV/relay.log" &
 STARTED_PIDS+=($!)
 
+urls() {
+    echo "WEB_URL=http://127.0.0.1:$BASE/"
+    if [ "$N" = 1 ]; then
+        echo "API_URL=http://127.0.0.1:$((BASE + 1))/lambda-url/api"
+        echo "WS_URL=ws://127.0.0.1:$((BASE + 101))/"
+    else
+        for i in $(seq "$N"); do echo "API_URL_$i=http://127.0.0.1:$((BASE + i))/lambda-url/api"; done
+        for i in $(seq "$N"); do echo "WS_URL_$i=ws://127.0.0.1:$((BASE + 100 + i))/"; done
+    fi
+    echo "DEV_TOKEN=$TOKEN"
+    echo "DEV_TOKEN_2=$TOKEN2"
+    echo "DEV_TOKEN_3=$TOKEN3"
+}
 echo
-if [ "$N" = 1 ]; then
-    echo "API_URL=http://127.0.0.1:9101/lambda-url/api"
-    echo "WS_URL=ws://127.0.0.1:9201/"
-else
-    for i in $(seq "$N"); do echo "API_URL_$i=http://127.0.0.1:$((9100 + i))/lambda-url/api"; done
-    for i in $(seq "$N"); do echo "WS_URL_$i=ws://127.0.0.1:$((9200 + i))/"; done
-fi
-echo "DEV_TOKEN=$TOKEN"
-echo "DEV_TOKEN_2=$TOKEN2"
+urls
+[ -z "${DEV_READY_FILE:-}" ] || urls >"$DEV_READY_FILE"
 echo
+echo "Open WEB_URL in a browser: sign in as alice, then as bob in another window (carol is for sharing as a viewer)."
 echo "Try:"
-echo "  curl -s -X POST http://127.0.0.1:9101/lambda-url/api/documents -H \"authorization: Bearer \$DEV_TOKEN\" -H 'content-type: application/json' -d '{\"title\":\"hello.rs\",\"content\":\"fn main() {}\"}'"
+echo "  curl -s -X POST http://127.0.0.1:$((BASE + 1))/lambda-url/api/documents -H \"authorization: Bearer \$DEV_TOKEN\" -H 'content-type: application/json' -d '{\"title\":\"hello.rs\",\"content\":\"fn main() {}\"}'"
 echo
-echo "  websocat \"ws://127.0.0.1:9201/?document=<id>&token=\$DEV_TOKEN\"   # then send {\"type\":\"ping\"}"
+echo "  websocat \"ws://127.0.0.1:$((BASE + 101))/?document=<id>&token=\$DEV_TOKEN\"   # then send {\"type\":\"ping\"}"
 echo
 echo "Ctrl-C stops everything."
 wait "${WATCH_PIDS[0]}"

@@ -33,6 +33,10 @@ scripts/smoke.sh
 step "the editor client (clients/js): WebAssembly build, type check, unit tests, tests against the local stack"
 scripts/client-test.sh
 
+step "the editor page in real Chromium against make dev REPLICAS=3 (clients/web)"
+(cd clients/web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent typecheck)
+scripts/web-test.sh
+
 step "schemathesis against docs/openapi.yaml"
 scripts/schemathesis.sh
 

@@ -164,6 +164,7 @@ export class CollabDocument extends CollabText<DocumentEvents> {
   private readonly saving: { store: OfflineStore; key: string } | null;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly ssn: number;
+  private unlisten: (() => void) | null = null;
 
   /** @internal use {@link open}. */
   constructor(
@@ -181,6 +182,27 @@ export class CollabDocument extends CollabText<DocumentEvents> {
     this.acked = saving?.acked ?? replica.nextSeq();
     this.saving = saving ? { store: saving.store, key: saving.key } : null;
     this.ssn = replica.ssn;
+    // A browser says when the network goes and comes back: act at once rather than on a timeout.
+    const w = globalThis as { addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void };
+    if (w.addEventListener && w.removeEventListener) {
+      const offline = () => this.drop?.();
+      const online = () => this.reconnectNow();
+      w.addEventListener("offline", offline);
+      w.addEventListener("online", online);
+      this.unlisten = () => {
+        w.removeEventListener?.("offline", offline);
+        w.removeEventListener?.("online", online);
+      };
+    }
+    this.connect();
+  }
+
+  /** Reconnects now (the network is back) instead of waiting out the backoff. */
+  private reconnectNow(): void {
+    if (this.closed || this.socket) return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.attempt = Math.min(this.attempt, 1);
     this.connect();
   }
 
@@ -590,6 +612,7 @@ export class CollabDocument extends CollabText<DocumentEvents> {
   private end(reason: CollabError, notify = true): void {
     if (this.closed) return;
     this.closed = true;
+    this.unlisten?.();
     this.setReadOnly(true);
     for (const t of [this.reconnectTimer, this.presenceTimer, this.inFlight?.timer]) {
       if (t) clearTimeout(t);
