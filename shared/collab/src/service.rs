@@ -523,6 +523,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 ))
             })
             .await?;
+        self.compact_if_due(id).await;
         Ok(outcome)
     }
 
@@ -559,6 +560,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 Ok((out, edit.ops))
             })
             .await?;
+        self.compact_if_due(id).await;
         Ok(outcome)
     }
 
@@ -633,6 +635,21 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 self.maybe_compact(doc.id).await;
                 Ok(())
             }
+        }
+    }
+
+    /// After a local write: compacts when the cached tail has grown past the threshold. The
+    /// check reads the cache only, so a write below the threshold costs no query.
+    async fn compact_if_due(&self, id: DocumentId) {
+        let due = {
+            let slot = self.cache.slot(id);
+            let guard = slot.lock().await;
+            guard
+                .as_ref()
+                .is_some_and(|c| c.next_pos - c.snapshot_pos >= self.settings.compact_after)
+        };
+        if due {
+            self.maybe_compact(id).await;
         }
     }
 

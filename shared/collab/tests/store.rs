@@ -280,7 +280,8 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
         .session
         .site;
     let early = svc.get_document(doc.id, &alice()).await.unwrap();
-    for i in 0..60 {
+    // Fewer rows than `compact_after` (50): no snapshot until the forced one.
+    for i in 0..40 {
         svc.apply_edits(
             doc.id,
             &alice(),
@@ -546,4 +547,51 @@ async fn a_stale_warm_container_falls_back_to_the_locked_path_and_loses_nothing(
     assert_eq!(out.text, "AabB", "A saw B's edit before writing its own");
     assert_eq!(b.get_document(doc.id, &alice()).await.unwrap().text, "AabB");
     assert_eq!(op_rows(&db).await, 3);
+}
+
+#[tokio::test]
+async fn local_writes_compact_once_the_tail_passes_the_threshold() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(&db, 1, 2);
+    let doc = svc
+        .create_document(&alice(), "solo.rs", Some("start\n"))
+        .await
+        .unwrap()
+        .document;
+    let session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    for i in 0..40 {
+        svc.apply_edits(
+            doc.id,
+            &alice(),
+            session,
+            None,
+            splice(0, 0, format!("{i} ")),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(svc.snapshots(doc.id, &alice()).await.unwrap().is_empty());
+    // A single replica (no integrate) compacts on its own writes too.
+    for i in 40..60 {
+        svc.apply_edits(
+            doc.id,
+            &alice(),
+            session,
+            None,
+            splice(0, 0, format!("{i} ")),
+        )
+        .await
+        .unwrap();
+    }
+    let history = svc.snapshots(doc.id, &alice()).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let text = svc.snapshot_text(doc.id, &alice(), 1).await.unwrap();
+    assert!(text.ends_with("0 start\n"), "{text:?}");
+    let now = svc.get_document(doc.id, &alice()).await.unwrap();
+    assert!(now.text.starts_with("59 "));
 }
