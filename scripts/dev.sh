@@ -60,7 +60,9 @@ for i in $(seq "$N"); do
     db="${DB_PREFIX}_$i"
     psql "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
     log "replica $i: database $db, functions on 127.0.0.1:$port (log: .dev/watch-$i.log)"
+    # A low COMPACT_AFTER so the page's history shows snapshots after a few edits.
     env DATABASE_URL="${DATABASE_URL%/*}/$db" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
+        COMPACT_AFTER="${COMPACT_AFTER:-100}" \
         WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((BASE + 100 + i))/dev" \
         cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$DEV/watch-$i.log" 2>&1 &
     WATCH_PIDS+=($!)

@@ -162,6 +162,25 @@ test("bob goes offline, both keep typing, bob comes back: converged, nothing los
   await bob.context.close();
 });
 
+test("edits typed offline survive closing the page (IndexedDB) and reach the server once", async () => {
+  const id = await newDoc("kept.js", "// start\n");
+  const first = await openPage("alice", id);
+  await first.context.setOffline(true);
+  await first.page.waitForFunction(() => window.collab.doc.status === "offline", null, { timeout: 20_000 });
+  await typeInto(first, [{ press: "Control+End" }, { type: "const kept = 1;" }]);
+  await new Promise((r) => setTimeout(r, 800)); // the offline copy is saved within 300 ms
+  assert.ok((await first.page.evaluate(() => window.collab.doc.unacknowledged)) > 0);
+  await first.page.close();
+  await first.context.setOffline(false);
+  const second = { context: first.context, page: await first.context.newPage(), user: "alice" };
+  await second.page.goto(`${WEB}?user=alice&replica=1&doc=${id}`);
+  await second.page.waitForFunction(() => window.collab?.doc?.status === "online", null, { timeout: 30_000 });
+  const text = await converged(id, [second]);
+  assert.equal(text.split("const kept = 1;").length - 1, 1, text);
+  await shot(second, "reloaded");
+  await first.context.close();
+});
+
 test("alice sees bob's caret with his name; a viewer cannot type; a stranger sees not found", async () => {
   const code = [
     "use std::collections::HashMap;",
@@ -237,6 +256,24 @@ test("alice on replica 1 and bob on replica 2 converge", async () => {
   await shot(bob, "replica-2");
   await alice.context.close();
   await bob.context.close();
+});
+
+test("the history lists snapshots and diffs one against now", async () => {
+  const id = await newDoc("history.py", "def f():\n    return 1\n");
+  const session = (await api("alice", "POST", `/documents/${id}/sessions`)).session;
+  // make dev compacts every 100 log rows: enough edits for a snapshot, then one more line.
+  for (let i = 0; i < 101; i++) {
+    await api("alice", "POST", `/documents/${id}/edits`, { session, edits: [{ index: 0, insert: i % 20 === 19 ? "\n" : "#" }] });
+  }
+  await api("alice", "POST", `/documents/${id}/edits`, { session, edits: [{ index: 0, insert: "print('after the snapshot')\n" }] });
+  const alice = await openPage("alice", id);
+  await alice.page.waitForSelector('[data-testid="snapshot"]', { timeout: 20_000 });
+  await alice.page.locator('[data-testid="snapshot"]').first().click();
+  await alice.page.waitForSelector('[data-testid="diff"]', { timeout: 20_000 });
+  const added = await alice.page.locator('[data-testid="diff-new"] .diff-added').allTextContents();
+  assert.ok(added.some((l) => l.includes("after the snapshot")), added.join("|"));
+  await shot(alice, "history");
+  await alice.context.close();
 });
 
 test("measured: keystroke in one page to visible in the other, beside an HTTP edit", async () => {
