@@ -5,7 +5,7 @@ use collab::message::{Broadcast, Envelope};
 use collab::model::Role;
 use collab::store::DocumentStore;
 use collab::testing::{ChannelPublisher, TestDb};
-use collab::{AppError, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
+use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use rga::{Op, Rga, SiteId, Splice, VersionVector};
@@ -43,6 +43,25 @@ fn splice(index: usize, delete: usize, insert: impl Into<String>) -> Vec<Splice>
         delete,
         insert: insert.into(),
     }]
+}
+
+/// A document of alice's with `content`, and a session of hers on it.
+async fn alice_doc(
+    svc: &Service<PgDocumentStore, ChannelPublisher>,
+    content: &str,
+) -> (DocumentId, SiteId) {
+    let doc = svc
+        .create_document(&alice(), "d", Some(content))
+        .await
+        .unwrap()
+        .document;
+    let session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    (doc.id, session)
 }
 
 async fn op_rows(db: &TestDb) -> i64 {
@@ -268,22 +287,12 @@ async fn ops_waiting_for_their_causes_survive_a_restart_and_apply_when_the_cause
 async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
     let db = TestDb::new().await.unwrap();
     let svc = service(&db, 1, 2);
-    let doc = svc
-        .create_document(&alice(), "d", Some("start\n"))
-        .await
-        .unwrap()
-        .document;
-    let session = svc
-        .open_session(doc.id, &alice())
-        .await
-        .unwrap()
-        .session
-        .site;
-    let early = svc.get_document(doc.id, &alice()).await.unwrap();
+    let (doc_id, session) = alice_doc(&svc, "start\n").await;
+    let early = svc.get_document(doc_id, &alice()).await.unwrap();
     // Fewer rows than `compact_after` (50): no snapshot until the forced one.
     for i in 0..40 {
         svc.apply_edits(
-            doc.id,
+            doc_id,
             &alice(),
             session,
             None,
@@ -292,21 +301,21 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
         .await
         .unwrap();
     }
-    let before = svc.get_document(doc.id, &alice()).await.unwrap();
+    let before = svc.get_document(doc_id, &alice()).await.unwrap();
     let snap = svc
-        .compact(doc.id, true)
+        .compact(doc_id, true)
         .await
         .unwrap()
         .expect("a snapshot is written");
     assert_eq!(snap.version, 1);
     assert_eq!(
-        svc.compact(doc.id, true).await.unwrap(),
+        svc.compact(doc_id, true).await.unwrap(),
         None,
         "nothing new to fold"
     );
     for i in 0..5 {
         svc.apply_edits(
-            doc.id,
+            doc_id,
             &alice(),
             session,
             None,
@@ -315,22 +324,22 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
         .await
         .unwrap();
     }
-    svc.compact(doc.id, true)
+    svc.compact(doc_id, true)
         .await
         .unwrap()
         .expect("second snapshot");
     let after = service(&db, 1, 1)
-        .get_document(doc.id, &alice())
+        .get_document(doc_id, &alice())
         .await
         .unwrap();
-    let history = svc.snapshots(doc.id, &alice()).await.unwrap();
+    let history = svc.snapshots(doc_id, &alice()).await.unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(
-        svc.snapshot_text(doc.id, &alice(), 1).await.unwrap(),
+        svc.snapshot_text(doc_id, &alice(), 1).await.unwrap(),
         before.text
     );
     assert_eq!(
-        svc.snapshot_text(doc.id, &alice(), 2).await.unwrap(),
+        svc.snapshot_text(doc_id, &alice(), 2).await.unwrap(),
         after.text
     );
     assert_eq!(history[0].version_vector, before.version);
@@ -339,7 +348,7 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
     client
         .apply_all(
             svc.store()
-                .ops_since(doc.id, &VersionVector::new(), 0, 1000)
+                .ops_since(doc_id, &VersionVector::new(), 0, 1000)
                 .await
                 .unwrap()
                 .ops
@@ -351,7 +360,7 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
     let mut cursor = 0;
     loop {
         let page = svc
-            .ops_since(doc.id, &alice(), &early.version, cursor, 7)
+            .ops_since(doc_id, &alice(), &early.version, cursor, 7)
             .await
             .unwrap();
         client.apply_all(page.ops).unwrap();
@@ -379,17 +388,7 @@ async fn over_limit_batches_and_documents_are_refused_and_write_nothing() {
             ..settings(1)
         },
     );
-    let doc = svc
-        .create_document(&alice(), "d", Some("0123456789"))
-        .await
-        .unwrap()
-        .document;
-    let session = svc
-        .open_session(doc.id, &alice())
-        .await
-        .unwrap()
-        .session
-        .site;
+    let (doc_id, session) = alice_doc(&svc, "0123456789").await;
     let rows = op_rows(&db).await;
     let four = vec![
         Splice {
@@ -400,12 +399,12 @@ async fn over_limit_batches_and_documents_are_refused_and_write_nothing() {
         4
     ];
     assert!(matches!(
-        svc.apply_edits(doc.id, &alice(), session, None, four).await,
+        svc.apply_edits(doc_id, &alice(), session, None, four).await,
         Err(AppError::TooLarge(_))
     ));
     let long = splice(0, 0, "x".repeat(11));
     assert!(matches!(
-        svc.apply_edits(doc.id, &alice(), session, None, long).await,
+        svc.apply_edits(doc_id, &alice(), session, None, long).await,
         Err(AppError::TooLarge(_))
     ));
     assert!(matches!(
@@ -415,7 +414,7 @@ async fn over_limit_batches_and_documents_are_refused_and_write_nothing() {
     ));
     assert_eq!(op_rows(&db).await, rows);
     assert_eq!(
-        svc.get_document(doc.id, &alice()).await.unwrap().text,
+        svc.get_document(doc_id, &alice()).await.unwrap().text,
         "0123456789"
     );
     assert_eq!(svc.store().outbox_len().await.unwrap(), 0);
@@ -553,20 +552,10 @@ async fn a_stale_warm_container_falls_back_to_the_locked_path_and_loses_nothing(
 async fn local_writes_compact_once_the_tail_passes_the_threshold() {
     let db = TestDb::new().await.unwrap();
     let svc = service(&db, 1, 2);
-    let doc = svc
-        .create_document(&alice(), "solo.rs", Some("start\n"))
-        .await
-        .unwrap()
-        .document;
-    let session = svc
-        .open_session(doc.id, &alice())
-        .await
-        .unwrap()
-        .session
-        .site;
+    let (doc_id, session) = alice_doc(&svc, "start\n").await;
     for i in 0..40 {
         svc.apply_edits(
-            doc.id,
+            doc_id,
             &alice(),
             session,
             None,
@@ -575,11 +564,11 @@ async fn local_writes_compact_once_the_tail_passes_the_threshold() {
         .await
         .unwrap();
     }
-    assert!(svc.snapshots(doc.id, &alice()).await.unwrap().is_empty());
+    assert!(svc.snapshots(doc_id, &alice()).await.unwrap().is_empty());
     // A single replica (no integrate) compacts on its own writes too.
     for i in 40..60 {
         svc.apply_edits(
-            doc.id,
+            doc_id,
             &alice(),
             session,
             None,
@@ -588,10 +577,10 @@ async fn local_writes_compact_once_the_tail_passes_the_threshold() {
         .await
         .unwrap();
     }
-    let history = svc.snapshots(doc.id, &alice()).await.unwrap();
+    let history = svc.snapshots(doc_id, &alice()).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
-    let text = svc.snapshot_text(doc.id, &alice(), 1).await.unwrap();
+    let text = svc.snapshot_text(doc_id, &alice(), 1).await.unwrap();
     assert!(text.ends_with("0 start\n"), "{text:?}");
-    let now = svc.get_document(doc.id, &alice()).await.unwrap();
+    let now = svc.get_document(doc_id, &alice()).await.unwrap();
     assert!(now.text.starts_with("59 "));
 }
