@@ -64,6 +64,20 @@ async fn alice_doc(
     (doc.id, session)
 }
 
+/// Edits `doc` once per number of `numbers`, each inserting "<i> " at the start.
+async fn prepend_numbers(
+    svc: &Service<PgDocumentStore, ChannelPublisher>,
+    doc: DocumentId,
+    session: SiteId,
+    numbers: std::ops::Range<usize>,
+) {
+    for i in numbers {
+        svc.apply_edits(doc, &alice(), session, None, splice(0, 0, format!("{i} ")))
+            .await
+            .unwrap();
+    }
+}
+
 async fn op_rows(db: &TestDb) -> i64 {
     let store = db.store(1).unwrap();
     let client = store.pool().get().await.unwrap();
@@ -290,17 +304,7 @@ async fn compaction_keeps_the_text_and_history_and_catch_up_works_across_it() {
     let (doc_id, session) = alice_doc(&svc, "start\n").await;
     let early = svc.get_document(doc_id, &alice()).await.unwrap();
     // Fewer rows than `compact_after` (50): no snapshot until the forced one.
-    for i in 0..40 {
-        svc.apply_edits(
-            doc_id,
-            &alice(),
-            session,
-            None,
-            splice(0, 0, format!("{i} ")),
-        )
-        .await
-        .unwrap();
-    }
+    prepend_numbers(&svc, doc_id, session, 0..40).await;
     let before = svc.get_document(doc_id, &alice()).await.unwrap();
     let snap = svc
         .compact(doc_id, true)
@@ -553,30 +557,10 @@ async fn local_writes_compact_once_the_tail_passes_the_threshold() {
     let db = TestDb::new().await.unwrap();
     let svc = service(&db, 1, 2);
     let (doc_id, session) = alice_doc(&svc, "start\n").await;
-    for i in 0..40 {
-        svc.apply_edits(
-            doc_id,
-            &alice(),
-            session,
-            None,
-            splice(0, 0, format!("{i} ")),
-        )
-        .await
-        .unwrap();
-    }
+    prepend_numbers(&svc, doc_id, session, 0..40).await;
     assert!(svc.snapshots(doc_id, &alice()).await.unwrap().is_empty());
     // A single replica (no integrate) compacts on its own writes too.
-    for i in 40..60 {
-        svc.apply_edits(
-            doc_id,
-            &alice(),
-            session,
-            None,
-            splice(0, 0, format!("{i} ")),
-        )
-        .await
-        .unwrap();
-    }
+    prepend_numbers(&svc, doc_id, session, 40..60).await;
     let history = svc.snapshots(doc_id, &alice()).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
     let text = svc.snapshot_text(doc_id, &alice(), 1).await.unwrap();
