@@ -39,17 +39,26 @@ function ours() {
     return doc;
   });
   if (doc.text !== trace.endContent) throw new Error("ours: wrong final text");
+  // What a catch-up carries: the binary op batch (`Accept: application/x-rga-ops`), and the
+  // JSON form beside it for comparison.
   const ops = doc.replica.opsSince("{}");
+  const batch = doc.replica.opsSinceBinary("{}");
   const [remote, fresh] = time(() => {
     const fresh = new CollabText(new Replica(2, 1));
-    fresh.applyRemote(ops);
+    fresh.applyRemoteBinary(batch);
     return fresh;
   });
   if (fresh.text !== trace.endContent) throw new Error("ours: wrong remote text");
+  const [remoteJson, freshJson] = time(() => {
+    const fresh = new CollabText(new Replica(4, 1));
+    fresh.applyRemote(ops);
+    return fresh;
+  });
+  if (freshJson.text !== trace.endContent) throw new Error("ours: wrong remote text (JSON)");
   const snapshot = doc.replica.encode();
   const [load, text] = time(() => Replica.decode(snapshot, 3, 1).text());
   if (text !== trace.endContent) throw new Error("ours: wrong decoded text");
-  return { local, remote, load, bytes: snapshot.length, opsBytes: ops.length };
+  return { local, remote, remoteJson, load, bytes: snapshot.length, opsBytes: batch.length, jsonBytes: ops.length };
 }
 
 function yjs() {
@@ -76,7 +85,7 @@ function yjs() {
     return fresh.getText("t").toString();
   });
   if (text !== trace.endContent) throw new Error("yjs: wrong decoded text");
-  return { local, remote, load, bytes: update.length, opsBytes: update.length };
+  return { local, remote, remoteJson: remote, load, bytes: update.length, opsBytes: update.length, jsonBytes: update.length };
 }
 
 const rows: { ours: ReturnType<typeof ours>; yjs: ReturnType<typeof yjs> }[] = [];
@@ -103,6 +112,7 @@ console.log("|---|---:|---:|---:|");
 for (const [label, key] of [
   ["(a) local edits", "local"],
   ["(b) remote batch", "remote"],
+  ["(b) remote batch, as JSON ops", "remoteJson"],
   ["(c) load snapshot", "load"],
 ] as const) {
   const o = median(rows.map((r) => r.ours[key]));
@@ -112,5 +122,6 @@ for (const [label, key] of [
 const o = rows[0]!.ours;
 const y = rows[0]!.yjs;
 console.log(`| snapshot bytes | ${o.bytes} | ${y.bytes} | ${(o.bytes / y.bytes).toFixed(2)}× |`);
-console.log(`| ops as sent (JSON) / update | ${o.opsBytes} | ${y.opsBytes} | ${(o.opsBytes / y.opsBytes).toFixed(2)}× |`);
+console.log(`| ops as sent (binary batch) / update | ${o.opsBytes} | ${y.opsBytes} | ${(o.opsBytes / y.opsBytes).toFixed(2)}× |`);
+console.log(`| ops as sent (JSON) / update | ${o.jsonBytes} | ${y.jsonBytes} | ${(o.jsonBytes / y.jsonBytes).toFixed(2)}× |`);
 console.log(`wasm: ${statSync(wasmPath).size} bytes raw, ${gzipSync(wasm, { level: 9 }).length} gzipped`);

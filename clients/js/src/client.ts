@@ -3,7 +3,7 @@
 // survives the network: it reconnects with backoff, catches up over HTTP, and resends whatever
 // was not acknowledged (the server counts resent ops as duplicates, however they are cut).
 
-import { fromBase64, loadWasm, Replica, type Anchor, type Op, type Version } from "./replica.js";
+import { fromBase64, loadWasm, Replica, type Anchor, type ApplyReport, type Op, type Version } from "./replica.js";
 import { CollabText, countChars, type TextEvents } from "./text.js";
 import type { Peer } from "./codemirror.js";
 import { indexedDbStore, type OfflineStore } from "./offline.js";
@@ -96,6 +96,8 @@ interface Batch {
  * keep a message under that, with room for the envelope.
  */
 const MAX_MESSAGE = 30_000;
+/** The media type of a binary op batch (`GET /operations` answers it to `Accept`). */
+const OPS_BINARY = "application/x-rga-ops";
 /** A backlog larger than one message goes over HTTP instead, in bodies up to this (1 MiB limit). */
 const MAX_HTTP_BODY = 900_000;
 const PRESENCE_EVERY_MS = 80;
@@ -373,17 +375,33 @@ export class CollabDocument extends CollabText<DocumentEvents> {
     const since = encodeURIComponent(versionParam(JSON.parse(this.replica.version()) as Version));
     let cursor: number | null = 0;
     while (cursor !== null && !this.closed) {
+      // The binary op batch: about a tenth of the JSON's bytes, and no JSON parse on either side.
       const res = await this.http.request(
         "GET",
-        `/documents/${id}/operations?since=${since}&cursor=${cursor}&limit=1000`,
+        `/documents/${id}/operations?since=${since}&cursor=${cursor}`,
+        undefined,
+        OPS_BINARY,
       );
       if (!res.ok) {
         await this.failed(res);
         throw new CollabError("unavailable", `catching up failed (${res.status})`, res.status);
       }
-      const page = (await res.json()) as { ops: Op[]; next_cursor: number | null };
-      if (page.ops.length > 0) this.applyPush(page.ops);
-      cursor = page.next_cursor;
+      if (res.headers.get("content-type")?.startsWith(OPS_BINARY)) {
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        let report: ApplyReport;
+        try {
+          report = this.applyRemoteBinary(bytes);
+        } catch (e) {
+          throw new CollabError("unavailable", `a malformed catch-up page: ${String(e)}`);
+        }
+        this.reportErrors(report);
+        const next = res.headers.get("x-next-cursor");
+        cursor = next === null ? null : Number(next);
+      } else {
+        const page = (await res.json()) as { ops: Op[]; next_cursor: number | null };
+        if (page.ops.length > 0) this.applyPush(page.ops);
+        cursor = page.next_cursor;
+      }
     }
   }
 
@@ -401,7 +419,10 @@ export class CollabDocument extends CollabText<DocumentEvents> {
   }
 
   private applyPush(ops: Op[]): void {
-    const report = this.applyRemote(JSON.stringify(ops));
+    this.reportErrors(this.applyRemote(JSON.stringify(ops)));
+  }
+
+  private reportErrors(report: ApplyReport): void {
     for (const e of report.errors) {
       this.emit("error", new CollabError("refused", `a pushed op was refused: ${e.error}`));
     }
@@ -647,12 +668,13 @@ class Http {
     this.token = options.token;
   }
 
-  async request(method: string, path: string, body?: unknown): Promise<Response> {
+  async request(method: string, path: string, body?: unknown, accept?: string): Promise<Response> {
     const send = () =>
       (this.options.fetch ?? globalThis.fetch)(`${this.options.apiUrl}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.token}`,
+          ...(accept === undefined ? {} : { accept }),
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),

@@ -198,6 +198,17 @@ export class CollabText<E extends TextEvents = TextEvents> extends Emitter<E> {
     return report;
   }
 
+  /** Applies remote ops in the binary batch form (`GET /operations` with `Accept:
+   * application/x-rga-ops`); emits their changes. */
+  applyRemoteBinary(bytes: Uint8Array): ApplyReport {
+    const report = JSON.parse(this.replica.applyBinary(bytes)) as ApplyReport;
+    if (report.changes.length > 0) {
+      this.cached = null;
+      this.emit("change", { changes: report.changes, origin: "remote" });
+    }
+    return report;
+  }
+
   /** A stable reference to offset `index` (survives everyone's edits). */
   anchorAt(index: number): Anchor {
     return JSON.parse(this.replica.anchorAt(index)) as Anchor;

@@ -300,6 +300,27 @@ impl Replica {
     /// "errors": [{"id", "error"}]}`.
     pub fn apply(&mut self, ops: &str) -> Result<String, JsError> {
         let ops: Vec<Op> = parse("ops", ops)?;
+        Ok(self.apply_ops(ops))
+    }
+
+    /// [`Replica::apply`] for ops in the binary batch form (`rga::encode_ops`, what
+    /// `GET /operations` answers to `Accept: application/x-rga-ops`): the same report.
+    #[wasm_bindgen(js_name = applyBinary)]
+    pub fn apply_binary(&mut self, bytes: &[u8]) -> Result<String, JsError> {
+        let ops = rga::decode_ops(bytes).map_err(|e| JsError::new(&format!("ops: {e}")))?;
+        Ok(self.apply_ops(ops))
+    }
+
+    /// The ops that `version` (JSON) lacks, in the binary batch form.
+    #[wasm_bindgen(js_name = opsSinceBinary)]
+    pub fn ops_since_binary(&self, version: &str) -> Result<Vec<u8>, JsError> {
+        let v: VersionVector = parse("version", version)?;
+        Ok(rga::encode_ops(&self.rga.ops_since(&v)))
+    }
+}
+
+impl Replica {
+    fn apply_ops(&mut self, ops: Vec<Op>) -> String {
         let before = self.rga.utf16_len();
         let mut out = rga::Applied::default();
         let mut changes = Vec::new();
@@ -337,15 +358,18 @@ impl Replica {
         } else {
             patches(&coalesced)
         };
-        Ok(json(&ApplyReport {
+        json(&ApplyReport {
             changes,
             applied,
             duplicates,
             pending,
             errors,
-        }))
+        })
     }
+}
 
+#[wasm_bindgen]
+impl Replica {
     /// The ops that `version` (JSON) lacks, as JSON, in an order in which they apply.
     #[wasm_bindgen(js_name = opsSince)]
     pub fn ops_since(&self, version: &str) -> Result<String, JsError> {

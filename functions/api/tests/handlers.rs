@@ -120,6 +120,19 @@ impl Call {
     }
 }
 
+impl Call {
+    /// Sends and returns the status, headers and body bytes as they are.
+    async fn send_raw(self, api: &Api) -> (u16, http::HeaderMap, Vec<u8>) {
+        let req = lambda_http::request::from_str(&self.event.to_string())
+            .expect("a valid API Gateway v2 event");
+        let req = req.map(|b| axum::body::Body::from(b.to_vec()));
+        let resp = router(api.app.clone()).oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status.as_u16(), parts.headers, bytes.to_vec())
+    }
+}
+
 async fn create(api: &Api, user: &str, content: &str) -> String {
     let (s, b) = fixture("create_document")
         .user(user)
@@ -442,4 +455,79 @@ async fn local_bearer_tokens_are_verified_when_no_authorizer_ran() {
         assert_eq!(s, 401, "{b}");
         assert!(b["message"].as_str().unwrap().contains(why), "{b}");
     }
+}
+
+#[tokio::test]
+async fn catch_up_pages_come_as_binary_batches_to_an_accept_header() {
+    let api = api().await;
+    let id = create(&api, "alice", "").await;
+    let site: u64 = session(&api, &id, "alice").await.parse().unwrap();
+    let mut len = 0;
+    for (i, text) in ["héllo", " wörld", "😀", "!"].iter().enumerate() {
+        let edits = fixture("post_edits")
+            .doc(&id)
+            .session(&site.to_string())
+            .body(json!({"session": site, "edits": [{"index": len, "delete": 0, "insert": text}]}));
+        len += text.chars().count();
+        let (s, b) = edits.send(&api).await;
+        assert_eq!(s, 200, "edit {i}: {b}");
+    }
+    let (s, json_page) = fixture("get_operations")
+        .doc(&id)
+        .query("since=")
+        .send(&api)
+        .await;
+    assert_eq!(s, 200, "{json_page}");
+    let json_ops: Vec<rga::Op> = serde_json::from_value(json_page["ops"].clone()).unwrap();
+    assert!(json_ops.len() >= 4, "{json_page}");
+
+    // One page: the same ops, in the same order, as the JSON page.
+    let (s, headers, body) = fixture("get_operations")
+        .doc(&id)
+        .query("since=")
+        .header("accept", "application/x-rga-ops")
+        .send_raw(&api)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(headers["content-type"], "application/x-rga-ops");
+    assert!(headers.get("x-next-cursor").is_none());
+    assert_eq!(rga::decode_ops(&body).unwrap(), json_ops);
+    assert!(body.len() * 3 < serde_json::to_vec(&json_page["ops"]).unwrap().len());
+
+    // Paged: the cursor travels in a header, and the pages add up to the same ops.
+    let (mut cursor, mut paged) = (Some("0".to_owned()), Vec::new());
+    while let Some(c) = cursor {
+        let (s, headers, body) = fixture("get_operations")
+            .doc(&id)
+            .query(&format!("since=&limit=1&cursor={c}"))
+            .header("accept", "application/json, application/x-rga-ops")
+            .send_raw(&api)
+            .await;
+        assert_eq!(s, 200);
+        paged.extend(rga::decode_ops(&body).unwrap());
+        cursor = headers
+            .get("x-next-cursor")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            paged.len() <= json_ops.len() + 1,
+            "the cursor does not advance"
+        );
+    }
+    assert_eq!(paged, json_ops);
+
+    // Lambda's response encoding sends it as binary (base64 in the API Gateway answer).
+    let (_, headers, body) = fixture("get_operations")
+        .doc(&id)
+        .query("since=")
+        .header("accept", "application/x-rga-ops")
+        .send_raw(&api)
+        .await;
+    let mut resp = http::Response::new(axum::body::Body::from(body.clone()));
+    *resp.headers_mut() = headers;
+    let lambda = lambda_http::IntoResponse::into_response(resp).await;
+    assert!(
+        matches!(lambda.body(), lambda_http::Body::Binary(b) if *b == body),
+        "not sent as binary: {:?}",
+        lambda.body()
+    );
 }

@@ -92,6 +92,11 @@ pub struct SnapshotMeta {
     pub log_pos: i64,
 }
 
+/// Most bytes of op JSON one catch-up page holds (more ops go in the next page; the first op
+/// of a page always comes). The binary form is smaller still, and base64 of it stays under
+/// Lambda's 6 MB response limit.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
 /// A page of operations for catch-up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpsPage {

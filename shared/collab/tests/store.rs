@@ -568,3 +568,42 @@ async fn local_writes_compact_once_the_tail_passes_the_threshold() {
     let now = svc.get_document(doc_id, &alice()).await.unwrap();
     assert!(now.text.starts_with("59 "));
 }
+
+#[tokio::test]
+async fn a_catch_up_page_stops_before_its_bytes_pass_the_cap_and_the_next_page_goes_on() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(&db, 1, 1);
+    let doc = svc
+        .create_document(&alice(), "big", None)
+        .await
+        .unwrap()
+        .document;
+    // Five ops of a MiB each: more than one page holds.
+    let mut rga = Rga::new();
+    for i in 0..5 {
+        let chunk: String = std::iter::repeat_n(char::from(b'a' + i as u8), 1 << 20).collect();
+        rga.insert(SiteId(77), 0, &chunk).unwrap();
+    }
+    let ops = rga.ops_since(&VersionVector::new());
+    assert_eq!(ops.len(), 5);
+    let store = svc.store();
+    store.append_ops(doc.id, &ops, ReplicaId(1)).await.unwrap();
+    let (mut cursor, mut pages, mut got) = (Some(0), 0, Vec::new());
+    while let Some(c) = cursor {
+        let page = store
+            .ops_since(doc.id, &VersionVector::new(), c, 10_000)
+            .await
+            .unwrap();
+        let bytes = serde_json::to_vec(&page.ops).unwrap().len();
+        assert!(
+            bytes <= collab::model::MAX_PAGE_BYTES + 2,
+            "a page of {bytes} bytes"
+        );
+        assert!(!page.ops.is_empty());
+        got.extend(page.ops);
+        cursor = page.next_cursor;
+        pages += 1;
+    }
+    assert!(pages >= 2, "one page held {} MiB", 5);
+    assert_eq!(got, ops);
+}

@@ -40,7 +40,7 @@ mod apply;
 mod check;
 mod content;
 mod encode;
-pub use encode::{DECODE_ALLOC_BASE, DECODE_ALLOC_FACTOR};
+pub use encode::{DECODE_ALLOC_BASE, DECODE_ALLOC_FACTOR, decode_ops, encode_ops};
 mod error;
 mod id;
 mod index;

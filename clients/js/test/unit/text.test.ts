@@ -178,3 +178,27 @@ test("a replica survives a snapshot round trip and keeps editing", () => {
   a.applyRemote(copy.replica.ownOpsFrom(1));
   assert.equal(a.text, "one 😀 two three");
 });
+
+test("the binary op batch carries the same ops as the JSON, and bad bytes are an error", () => {
+  const [a, b] = pair();
+  a.insert(0, "héllo 😀 wörld\r\n");
+  a.delete(2, 3);
+  sync(a, b);
+  b.insert(4, "∑");
+  a.insert(0, ">> ");
+  const [c] = pair();
+  const report = c.applyRemoteBinary(a.replica.opsSinceBinary(c.replica.version()));
+  assert.equal(report.errors.length, 0);
+  assert.equal(applyPatches("", report.changes), a.text);
+  // Only what c lacks, and duplicates are harmless.
+  c.applyRemoteBinary(b.replica.opsSinceBinary(c.replica.version()));
+  const again = c.applyRemoteBinary(b.replica.opsSinceBinary("{}"));
+  assert.equal(again.applied, 0);
+  sync(c, a);
+  assert.equal(a.text, c.text);
+  const bytes = a.replica.opsSinceBinary("{}");
+  assert.ok(bytes.length * 4 < a.replica.opsSince("{}").length);
+  assert.throws(() => c.applyRemoteBinary(bytes.subarray(0, bytes.length - 1)));
+  assert.throws(() => c.applyRemoteBinary(new Uint8Array([1, 2, 3])));
+  assert.equal(a.text, c.text);
+});

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::{PgDocumentStore, documents, to_i64};
 use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId};
-use crate::model::OpsPage;
+use crate::model::{MAX_PAGE_BYTES, OpsPage};
 use crate::store::{Appended, Loaded, Plan, Tail};
 
 const OP_COLUMNS: &str =
@@ -802,8 +802,16 @@ impl PgDocumentStore {
             )
             .await?;
         let mut ops = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
+        let mut next_cursor = None;
         for row in &rows {
             let op = op_from_row(row)?;
+            bytes += json_len(&op);
+            if bytes > MAX_PAGE_BYTES && !ops.is_empty() {
+                // The rest goes in the next page: every answer stays far below Lambda's 6 MB.
+                next_cursor = Some(row.get::<_, i64>("log_pos"));
+                break;
+            }
             let have = since.get(op.site());
             ops.push(match op {
                 // Trim the part of a run the caller has.
@@ -821,9 +829,26 @@ impl PgDocumentStore {
                 other => other,
             });
         }
-        let next_cursor = (rows.len() as i64 == limit)
-            .then(|| rows.last().map(|r| r.get::<_, i64>("log_pos") + 1))
-            .flatten();
+        if next_cursor.is_none() && rows.len() as i64 == limit {
+            next_cursor = rows.last().map(|r| r.get::<_, i64>("log_pos") + 1);
+        }
         Ok(OpsPage { ops, next_cursor })
     }
+}
+
+/// The length of `op`'s JSON form, without building it.
+fn json_len(op: &Op) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, op);
+    c.0 + 1
 }

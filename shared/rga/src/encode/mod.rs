@@ -33,6 +33,8 @@
 //! S4Vector rules, the limits, references and targets, so arbitrary bytes give a `DecodeError`,
 //! never a panic or an inconsistent replica.
 
+mod batch;
+pub use batch::{decode_ops, encode_ops};
 mod block;
 mod delete;
 mod insert;
