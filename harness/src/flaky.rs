@@ -214,8 +214,11 @@ impl<S: DocumentStore> DocumentStore for FlakyStore<S> {
     async fn outbox_done(&self, id: i64) -> Result<(), AppError> {
         self.inner.outbox_done(id).await
     }
-    async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), AppError> {
+    async fn outbox_failed(&self, id: i64, error: &str) -> Result<bool, AppError> {
         self.inner.outbox_failed(id, error).await
+    }
+    async fn outbox_health(&self) -> Result<collab::store::OutboxHealth, AppError> {
+        self.inner.outbox_health().await
     }
     async fn outbox_len(&self) -> Result<i64, AppError> {
         self.inner.outbox_len().await

@@ -309,7 +309,8 @@ impl Cluster {
                     .service
                     .sweep_outbox(0)
                     .await
-                    .expect("outbox sweep");
+                    .expect("outbox sweep")
+                    .published;
             }
             self.collect();
             if swept == 0 && self.queue.is_empty() {

@@ -23,10 +23,13 @@ impl IntoResponse for ApiError {
             tracing::info!(error = %self.0, status, "request refused");
         }
         let body = serde_json::to_vec(&self.0.body()).unwrap_or_default();
-        Response::builder()
+        let mut res = Response::builder()
             .status(status)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(body))
-            .unwrap_or_default()
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if status == 503 {
+            // A dependency (the database) is down or saturated: say when to come back.
+            res = res.header(http::header::RETRY_AFTER, "2");
+        }
+        res.body(axum::body::Body::from(body)).unwrap_or_default()
     }
 }

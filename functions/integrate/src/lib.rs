@@ -55,7 +55,7 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
         let scheduled = event.get("task").and_then(Value::as_str) == Some("sweep")
             || event.get("source").and_then(Value::as_str) == Some("aws.events");
         if scheduled {
-            let swept = self.service.sweep_outbox(30).await?;
+            let swept = self.service.sweep_outbox(30).await?.published;
             return Ok(Report {
                 swept,
                 ..Report::default()

@@ -14,9 +14,11 @@
 //! | `MAX_BODY_BYTES`, `MAX_BATCH_OPS`, `MAX_DOCUMENT_CHARS` | request limits (413 above) |
 //! | `COMPACT_AFTER` | tail rows that trigger a snapshot |
 //! | `DB_POOL_SIZE` | connections per container |
+//! | `DB_STATEMENT_TIMEOUT_MS` | server-side bound on each statement (default 5000; 0: the server's own) |
 //! | `WS_MANAGEMENT_ENDPOINT` | WebSocket API stage endpoint for pushes (realtime: required) |
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::ids::ReplicaId;
 
@@ -72,6 +74,9 @@ pub struct Config {
     pub compact_after: i64,
     /// Connections per container.
     pub pool_size: usize,
+    /// `statement_timeout` the functions ask for when they connect (`DB_STATEMENT_TIMEOUT_MS`,
+    /// default 5000; 0 leaves it to the server, as behind RDS Proxy, whose `InitQuery` sets it).
+    pub statement_timeout_ms: u64,
     /// A Secrets Manager secret holding the database `username` and `password`.
     pub db_secret_arn: Option<String>,
     /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
@@ -194,6 +199,10 @@ impl Config {
                 Some(v) => parse("DB_POOL_SIZE", &v, "a count")?,
                 None => 4,
             },
+            statement_timeout_ms: match get("DB_STATEMENT_TIMEOUT_MS") {
+                Some(v) => parse("DB_STATEMENT_TIMEOUT_MS", &v, "milliseconds")?,
+                None => 5000,
+            },
             db_secret_arn: get("DB_SECRET_ARN"),
             ws_management_endpoint: get("WS_MANAGEMENT_ENDPOINT"),
         })
@@ -208,11 +217,7 @@ impl Config {
             var: "DB_SECRET_ARN",
             problem,
         };
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(self.aws_region.clone()));
-        if let Some(url) = &self.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
+        let loader = aws_loader(&self.aws_region, self.endpoint_url.as_deref());
         let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
         let out = client
             .get_secret_value()
@@ -235,6 +240,30 @@ impl Config {
         Ok(())
     }
 }
+
+/// The AWS SDK configuration every client here starts from: `region`, `endpoint` when set
+/// (moto locally), and bounded waits, so that a stalled SNS, API Gateway or Secrets Manager
+/// makes a call fail within [`AWS_OPERATION_TIMEOUT`] instead of hanging the request (an edit
+/// waits at most that for its publish; the outbox keeps the broadcast): half a second to
+/// connect, 400 ms per attempt, two attempts. SNS and PostToConnection answer in tens of ms.
+pub fn aws_loader(region: &str, endpoint: Option<&str>) -> aws_config::ConfigLoader {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .operation_attempt_timeout(Duration::from_millis(400))
+        .operation_timeout(AWS_OPERATION_TIMEOUT)
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    loader
+}
+
+/// The longest an AWS call waits, retries included (see [`aws_loader`]).
+pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_millis(900);
 
 #[cfg(test)]
 mod tests {

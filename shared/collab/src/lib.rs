@@ -24,7 +24,7 @@ pub mod testing;
 pub use config::{Config, ConfigError, Limits};
 pub use error::AppError;
 pub use ids::{DocumentId, ReplicaId, UserId};
-pub use pg::PgDocumentStore;
+pub use pg::{PgDocumentStore, Waits};
 pub use publisher::{EventPublisher, SnsPublisher};
 pub use runtime::Runtime;
 pub use service::{Service, Settings};

@@ -43,12 +43,9 @@ impl SnsPublisher {
         let region = topic_region(&config.sns_topic)
             .unwrap_or(&config.aws_region)
             .to_owned();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region));
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let shared = loader.load().await;
+        let shared = crate::config::aws_loader(&region, config.endpoint_url.as_deref())
+            .load()
+            .await;
         SnsPublisher::new(aws_sdk_sns::Client::new(&shared), config.sns_topic.clone())
     }
 

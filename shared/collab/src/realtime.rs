@@ -182,10 +182,7 @@ pub struct ApiGatewayPoster {
 impl ApiGatewayPoster {
     /// A poster for the stage at `endpoint`, with the default credentials chain.
     pub async fn new(endpoint: &str, region: &str) -> Self {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_owned()))
-            .load()
-            .await;
+        let conf = crate::config::aws_loader(region, None).load().await;
         Self::from_sdk(&conf, endpoint)
     }
 

@@ -28,7 +28,11 @@ impl Runtime {
     pub async fn from_env() -> Result<Self, BoxError> {
         let mut config = Config::from_env()?;
         config.resolve_secret().await?;
-        let store = PgDocumentStore::connect(&config.database, config.pool_size)?;
+        let waits = crate::Waits {
+            statement: std::time::Duration::from_millis(config.statement_timeout_ms),
+            ..Default::default()
+        };
+        let store = PgDocumentStore::connect_with(&config.database, config.pool_size, waits)?;
         store.migrate().await?;
         let publisher = SnsPublisher::from_config(&config).await;
         let mut service = Service::new(store.clone(), publisher, Settings::from_config(&config));

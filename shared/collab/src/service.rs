@@ -115,6 +115,17 @@ enum Announce {
     Ops,
 }
 
+/// What an outbox sweep did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sweep {
+    /// Rows published.
+    pub published: usize,
+    /// Whether it stopped at a failed publish.
+    pub stopped: bool,
+    /// What the outbox holds afterwards (its oldest unsent age is the replication backlog).
+    pub health: crate::store::OutboxHealth,
+}
+
 /// The use-cases over a store and a publisher.
 pub struct Service<S, P> {
     store: S,
@@ -694,21 +705,43 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         Ok(meta)
     }
 
-    /// Republishes outbox rows older than `min_age_secs` (left by failed publishes or crashes).
-    /// Returns how many were published.
-    pub async fn sweep_outbox(&self, min_age_secs: i64) -> Result<usize, AppError> {
+    /// Republishes outbox rows older than `min_age_secs` (left by failed publishes or crashes),
+    /// oldest first. Stops at the first failure (SNS is down: the rest would fail too, and the
+    /// failed row backs off instead of being claimed again at once). Returns what it published
+    /// and what the outbox still holds.
+    pub async fn sweep_outbox(&self, min_age_secs: i64) -> Result<Sweep, AppError> {
         let mut published = 0;
-        loop {
+        let mut stopped = false;
+        'claims: loop {
             let rows = self.store.claim_outbox(min_age_secs, 60, 50).await?;
             if rows.is_empty() {
-                return Ok(published);
+                break;
             }
             for row in rows {
                 if self.publish_envelope(row.id, &row.envelope).await {
                     published += 1;
+                } else {
+                    // The other claimed rows' leases expire on their own.
+                    stopped = true;
+                    break 'claims;
                 }
             }
         }
+        let health = self.store.outbox_health().await?;
+        if health.parked > 0 || stopped {
+            tracing::warn!(
+                published,
+                unsent = health.unsent,
+                parked = health.parked,
+                oldest_unsent_secs = health.oldest_unsent_secs,
+                "outbox not empty after the sweep"
+            );
+        }
+        Ok(Sweep {
+            published,
+            stopped,
+            health,
+        })
     }
 
     /// Publishes outbox row `id` (written by this request) and deletes it on success.
@@ -728,8 +761,15 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         for message in split(envelope, SNS_MAX_BYTES) {
             if let Err(e) = self.publisher.publish(&message).await {
                 tracing::warn!(outbox = id, error = %e, "publish failed; the sweep will retry");
-                if let Err(e) = self.store.outbox_failed(id, &e.to_string()).await {
-                    tracing::warn!(outbox = id, error = %e, "recording the failed publish failed");
+                match self.store.outbox_failed(id, &e.to_string()).await {
+                    Ok(true) => tracing::error!(
+                        outbox = id,
+                        "an outbox row failed too often and is parked; it will not be retried"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(outbox = id, error = %e, "recording the failed publish failed")
+                    }
                 }
                 return false;
             }
@@ -841,7 +881,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     .try_append(doc.id, cached.next_pos, origin, &plan)
                     .await
                 {
-                    Ok(Some(appended)) => Some((value, appended, plan.ops)),
+                    Ok(Some(appended)) => Some((value, appended, plan.ops, plan.outbox)),
                     Ok(None) => None,
                     Err(e) => {
                         *guard = None;
@@ -851,10 +891,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 Err(_) => None,
             };
             match attempt {
-                Some((value, appended, ops)) => {
+                Some((value, appended, ops, envelope)) => {
                     cached.next_pos = appended.next_pos;
                     drop(guard);
-                    return Ok((value, self.after_commit(doc, appended.outbox_id, ops).await));
+                    let outbox = appended.outbox_id.zip(envelope);
+                    return Ok((value, self.after_commit(doc, outbox, ops).await));
                 }
                 // Another container wrote first, or the refusal may be stale: start over
                 // under the lock.
@@ -870,6 +911,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         };
         let mut result: Option<T> = None;
         let mut committed_ops = Vec::new();
+        let mut committed_envelope = None;
         let rga = &mut cached.rga;
         let appended = self
             .store
@@ -886,6 +928,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 let (value, plan) = self.plan(rga, doc, &announce, stored_waiting, &mut work)?;
                 result = Some(value);
                 committed_ops = plan.ops.clone();
+                committed_envelope = plan.outbox.clone();
                 Ok(plan)
             })
             .await;
@@ -900,7 +943,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         cached.next_pos = appended.next_pos;
         drop(guard);
         let outbox = self
-            .after_commit(doc, appended.outbox_id, committed_ops)
+            .after_commit(
+                doc,
+                appended.outbox_id.zip(committed_envelope),
+                committed_ops,
+            )
             .await;
         let value =
             result.ok_or_else(|| AppError::Internal("append did not run the plan".into()))?;
@@ -960,13 +1007,20 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     }
 
     /// Publishes the outbox row a commit wrote, if any; returns its id.
-    async fn after_commit(&self, doc: &Document, outbox: Option<i64>, ops: Vec<Op>) -> Option<i64> {
-        if let Some(id) = outbox {
-            self.publish_row(id).await;
+    /// The broadcast is published from memory (the row is not read back); the row is deleted
+    /// once SNS took it, and the sweep republishes it otherwise.
+    async fn after_commit(
+        &self,
+        doc: &Document,
+        outbox: Option<(i64, Envelope)>,
+        ops: Vec<Op>,
+    ) -> Option<i64> {
+        if let Some((id, envelope)) = &outbox {
+            self.publish_envelope(*id, envelope).await;
         }
         if let (Some(push), false) = (&self.push, ops.is_empty()) {
             push(doc.info(), ops).await;
         }
-        outbox
+        outbox.map(|(id, _)| id)
     }
 }

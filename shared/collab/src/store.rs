@@ -94,6 +94,21 @@ pub struct OutboxRow {
     pub attempts: i32,
 }
 
+/// Failed publishes after which an outbox row is parked (kept and reported, not retried):
+/// with the backoff, about a quarter of an hour of SNS refusing it.
+pub const MAX_OUTBOX_ATTEMPTS: i32 = 10;
+
+/// What the outbox holds, for the sweep's report and health checks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutboxHealth {
+    /// Rows not published yet (parked ones aside).
+    pub unsent: i64,
+    /// Age of the oldest of them, in seconds (0 when there is none).
+    pub oldest_unsent_secs: f64,
+    /// Rows parked after [`MAX_OUTBOX_ATTEMPTS`] failures.
+    pub parked: i64,
+}
+
 /// A new document.
 #[derive(Debug, Clone)]
 pub struct NewDocument {
@@ -312,12 +327,16 @@ pub trait DocumentStore: Send + Sync {
     /// Deletes a published outbox row.
     fn outbox_done(&self, id: i64) -> impl Future<Output = Result<(), AppError>> + Send;
 
-    /// Records a failed publish.
+    /// Records a failed publish: the row backs off, and is parked after
+    /// [`MAX_OUTBOX_ATTEMPTS`]. Returns whether it was parked.
     fn outbox_failed(
         &self,
         id: i64,
         error: &str,
-    ) -> impl Future<Output = Result<(), AppError>> + Send;
+    ) -> impl Future<Output = Result<bool, AppError>> + Send;
+
+    /// Unsent and parked rows, and the oldest unsent one's age.
+    fn outbox_health(&self) -> impl Future<Output = Result<OutboxHealth, AppError>> + Send;
 
     /// Rows in the outbox (for tests and health checks).
     fn outbox_len(&self) -> impl Future<Output = Result<i64, AppError>> + Send;

@@ -98,6 +98,7 @@ impl Drop for TestDb {
 pub struct ChannelPublisher {
     messages: Arc<Mutex<Vec<Outbound>>>,
     failing: Arc<AtomicBool>,
+    calls: Arc<AtomicU64>,
 }
 
 impl ChannelPublisher {
@@ -111,6 +112,11 @@ impl ChannelPublisher {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// Publish calls so far, failed ones included.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     /// Removes and returns the messages published so far.
     pub fn take(&self) -> Vec<Outbound> {
         std::mem::take(&mut *self.messages.lock().unwrap_or_else(|p| p.into_inner()))
@@ -119,6 +125,7 @@ impl ChannelPublisher {
 
 impl EventPublisher for ChannelPublisher {
     async fn publish(&self, message: &Outbound) -> Result<(), PublishError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             return Err(PublishError("the channel is failing on purpose".into()));
         }
@@ -128,4 +135,20 @@ impl EventPublisher for ChannelPublisher {
             .push(message.clone());
         Ok(())
     }
+}
+
+/// A TCP server that accepts connections and never answers: a dependency that stalls (a frozen
+/// database, an SNS endpoint that hangs). Returns its address; it runs until the runtime ends.
+pub async fn stalled_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a local port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
 }

@@ -453,7 +453,10 @@ async fn a_failed_publish_leaves_the_message_in_the_outbox_for_the_sweep() {
     );
     assert_eq!(svc.store().outbox_len().await.unwrap(), 2);
     publisher.set_failing(false);
-    assert_eq!(svc.sweep_outbox(0).await.unwrap(), 2);
+    // The failed rows back off before the sweep takes them again.
+    assert_eq!(svc.sweep_outbox(0).await.unwrap().published, 0);
+    end_backoff(&db).await;
+    assert_eq!(svc.sweep_outbox(0).await.unwrap().published, 2);
     assert_eq!(svc.store().outbox_len().await.unwrap(), 0);
     let sent = publisher.take();
     assert_eq!(sent.len(), 2);
@@ -606,4 +609,84 @@ async fn a_catch_up_page_stops_before_its_bytes_pass_the_cap_and_the_next_page_g
     }
     assert!(pages >= 2, "one page held {} MiB", 5);
     assert_eq!(got, ops);
+}
+
+/// Ends every outbox row's backoff (as if its time had passed).
+async fn end_backoff(db: &TestDb) {
+    let (client, conn) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE outbox SET claimed_until = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_sweep_stops_at_the_first_failure_backs_off_and_parks_a_row_that_keeps_failing() {
+    let db = TestDb::new().await.unwrap();
+    let publisher = ChannelPublisher::new();
+    let svc = Service::new(db.store(1).unwrap(), publisher.clone(), settings(1));
+    publisher.set_failing(true);
+    let doc = svc
+        .create_document(&alice(), "d", Some("x"))
+        .await
+        .unwrap()
+        .document;
+    let session = svc
+        .open_session(doc.id, &alice())
+        .await
+        .unwrap()
+        .session
+        .site;
+    for i in 0..3 {
+        svc.apply_edits(
+            doc.id,
+            &alice(),
+            session,
+            None,
+            splice(0, 0, format!("{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    let rows = svc.store().outbox_len().await.unwrap();
+    assert_eq!(rows, 5, "creation, session, three edits");
+    let health = svc.store().outbox_health().await.unwrap();
+    assert_eq!((health.unsent, health.parked), (5, 0));
+    assert!(health.oldest_unsent_secs >= 0.0);
+
+    // SNS is down: each sweep tries one row, not all of them, and not in a loop. (The request
+    // already failed each row once.)
+    let mut last = 0;
+    for round in 1..collab::store::MAX_OUTBOX_ATTEMPTS - 1 {
+        end_backoff(&db).await;
+        let before = publisher.calls();
+        let sweep = svc.sweep_outbox(0).await.unwrap();
+        assert!(sweep.stopped);
+        assert_eq!(sweep.published, 0);
+        assert_eq!(publisher.calls() - before, 1, "round {round}");
+        // Without the backoff ending, the failed row is not taken again at once.
+        let before = publisher.calls();
+        let again = svc.sweep_outbox(0).await.unwrap();
+        assert!(publisher.calls() - before <= 1);
+        last = again.health.parked;
+    }
+    assert_eq!(last, 0, "nothing parked before the limit");
+    end_backoff(&db).await;
+    let sweep = svc.sweep_outbox(0).await.unwrap();
+    assert!(sweep.health.parked >= 1, "{sweep:?}");
+    // A parked row is kept and reported, and never claimed again.
+    publisher.set_failing(false);
+    end_backoff(&db).await;
+    let sweep = svc.sweep_outbox(0).await.unwrap();
+    assert_eq!(sweep.health.unsent, 0, "{sweep:?}");
+    assert_eq!(
+        sweep.published as i64 + sweep.health.parked,
+        5,
+        "every row is either published or parked"
+    );
+    assert_eq!(svc.store().outbox_len().await.unwrap(), sweep.health.parked);
 }

@@ -10,6 +10,8 @@ mod outbox;
 mod sessions;
 mod snapshots;
 
+use std::time::Duration;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -25,6 +27,28 @@ pub struct PgDocumentStore {
     pool: Pool,
 }
 
+/// How long the store waits for PostgreSQL before it gives up (and the request answers 503).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waits {
+    /// Opening a connection (TCP, TLS, authentication).
+    pub connect: Duration,
+    /// Waiting for a free connection of the pool.
+    pub pool_wait: Duration,
+    /// One statement on the server (`statement_timeout`; zero leaves it to the server, as
+    /// behind RDS Proxy, whose `InitQuery` sets it). Idle transactions get twice this.
+    pub statement: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            connect: Duration::from_secs(3),
+            pool_wait: Duration::from_secs(3),
+            statement: Duration::from_secs(5),
+        }
+    }
+}
+
 /// An arbitrary key for the advisory lock that serializes migrations across containers.
 const MIGRATION_LOCK: i64 = 0x636f_6c6c_6162;
 
@@ -38,7 +62,35 @@ impl PgDocumentStore {
     /// and verify the server against the system's root certificates (RDS Proxy's are public);
     /// otherwise they are plain (local servers often offer TLS with a self-signed certificate,
     /// which verification would refuse).
+    ///
+    /// Every wait is bounded ([`Waits`]): connecting, waiting for a pooled connection, and
+    /// (through the `options` startup parameter, unless the URL gives its own) each statement
+    /// and each idle transaction on the server.
     pub fn connect(config: &tokio_postgres::Config, size: usize) -> Result<Self, AppError> {
+        Self::connect_with(config, size, Waits::default())
+    }
+
+    /// [`PgDocumentStore::connect`] with other bounds.
+    pub fn connect_with(
+        config: &tokio_postgres::Config,
+        size: usize,
+        waits: Waits,
+    ) -> Result<Self, AppError> {
+        let mut config = config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(waits.connect);
+        }
+        config.keepalives(true);
+        if config.get_options().is_none() && !waits.statement.is_zero() {
+            // A statement that runs longer fails (57014); so does a transaction left idle, which
+            // would otherwise hold its locks while its client is frozen.
+            config.options(format!(
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+                waits.statement.as_millis(),
+                (waits.statement * 2).as_millis()
+            ));
+        }
+        let config = &config;
         let recycling = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -49,6 +101,10 @@ impl PgDocumentStore {
         };
         let pool = Pool::builder(manager)
             .max_size(size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(waits.pool_wait))
+            .create_timeout(Some(waits.connect))
+            .recycle_timeout(Some(waits.connect))
             .build()
             .map_err(|e| AppError::Internal(format!("building the connection pool: {e}")))?;
         Ok(PgDocumentStore { pool })
@@ -111,7 +167,9 @@ mod port {
         Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role,
         Session, SnapshotMeta,
     };
-    use crate::store::{Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
+    use crate::store::{
+        Appended, DocumentStore, Loaded, NewDocument, OutboxHealth, OutboxRow, Plan, Tail,
+    };
 
     impl DocumentStore for PgDocumentStore {
         async fn create_document(
@@ -277,8 +335,11 @@ mod port {
         async fn outbox_done(&self, id: i64) -> Result<(), AppError> {
             self.outbox_done_impl(id).await
         }
-        async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), AppError> {
+        async fn outbox_failed(&self, id: i64, error: &str) -> Result<bool, AppError> {
             self.outbox_failed_impl(id, error).await
+        }
+        async fn outbox_health(&self) -> Result<OutboxHealth, AppError> {
+            self.outbox_health_impl().await
         }
         async fn outbox_len(&self) -> Result<i64, AppError> {
             self.outbox_len_impl().await

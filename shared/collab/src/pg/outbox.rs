@@ -4,7 +4,7 @@ use tokio_postgres::Row;
 
 use super::PgDocumentStore;
 use crate::error::AppError;
-use crate::store::OutboxRow;
+use crate::store::{MAX_OUTBOX_ATTEMPTS, OutboxHealth, OutboxRow};
 
 fn outbox_row(row: &Row) -> Result<OutboxRow, AppError> {
     let payload: serde_json::Value = row.get("payload");
@@ -26,10 +26,11 @@ impl PgDocumentStore {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "UPDATE outbox SET attempts = attempts + 1, claimed_until = now() + make_interval(secs => $2)
+                "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
                  WHERE id IN (
                      SELECT id FROM outbox
-                     WHERE created_at <= now() - make_interval(secs => $1) AND (claimed_until IS NULL OR claimed_until < now())
+                     WHERE parked_at IS NULL AND created_at <= now() - make_interval(secs => $1)
+                       AND (claimed_until IS NULL OR claimed_until < now())
                      ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING id, payload, attempts",
                 &[&(min_age_secs as f64), &(lease_secs as f64), &limit],
@@ -59,15 +60,37 @@ impl PgDocumentStore {
         Ok(())
     }
 
-    pub(crate) async fn outbox_failed_impl(&self, id: i64, error: &str) -> Result<(), AppError> {
+    pub(crate) async fn outbox_failed_impl(&self, id: i64, error: &str) -> Result<bool, AppError> {
         let client = self.pool.get().await?;
-        client
-            .execute(
-                "UPDATE outbox SET last_error = $2, claimed_until = NULL WHERE id = $1",
-                &[&id, &error],
+        // Backs off 2, 4, 8 ... seconds (at most five minutes) and parks the row at the limit.
+        let row = client
+            .query_opt(
+                "UPDATE outbox SET last_error = $2, attempts = attempts + 1,
+                     claimed_until = now() + make_interval(secs => least(power(2, attempts + 1), 300)),
+                     parked_at = CASE WHEN attempts + 1 >= $3 THEN now() END
+                 WHERE id = $1 RETURNING parked_at IS NOT NULL",
+                &[&id, &error, &MAX_OUTBOX_ATTEMPTS],
             )
             .await?;
-        Ok(())
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
+    pub(crate) async fn outbox_health_impl(&self) -> Result<OutboxHealth, AppError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE parked_at IS NULL),
+                        COALESCE(extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL)), 0)::float8,
+                        count(*) FILTER (WHERE parked_at IS NOT NULL)
+                 FROM outbox",
+                &[],
+            )
+            .await?;
+        Ok(OutboxHealth {
+            unsent: row.get(0),
+            oldest_unsent_secs: row.get(1),
+            parked: row.get(2),
+        })
     }
 
     pub(crate) async fn outbox_len_impl(&self) -> Result<i64, AppError> {
