@@ -220,6 +220,17 @@ impl<S: DocumentStore> DocumentStore for FlakyStore<S> {
     async fn outbox_health(&self) -> Result<collab::store::OutboxHealth, AppError> {
         self.inner.outbox_health().await
     }
+    async fn key_answer(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        key: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, AppError> {
+        self.inner.key_answer(id, user, key).await
+    }
+    async fn expire_keys(&self) -> Result<u64, AppError> {
+        self.inner.expire_keys().await
+    }
     async fn outbox_len(&self) -> Result<i64, AppError> {
         self.inner.outbox_len().await
     }

@@ -207,7 +207,7 @@ pub async fn scenario(seed: u64, steps: usize) -> Stats {
                         user,
                         "POST",
                         &format!("{path}/edits"),
-                        "",
+                        "include=text",
                         Some(body),
                     )
                     .await;

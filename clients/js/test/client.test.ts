@@ -287,3 +287,34 @@ test("edits made offline survive a reload through the offline store", async () =
   for (let i = 0; i < 10; i++) assert.equal(text.split(`(${i})`).length - 1, 1);
   await waitFor("the saved copy is forgotten once acknowledged", async () => (await store.load(`${API_URL}|${id}|alice`)) === null);
 });
+
+test("a socket message resent with its request_id applies once and gets the first answer", async () => {
+  const id = await sharedDoc("abc");
+  const session = (await api("alice", "POST", `/documents/${id}/sessions`)).session as number;
+  const ws = new WebSocket(`${WS_URL}?document=${encodeURIComponent(id)}`, [token("alice")]);
+  const acks: any[] = [];
+  ws.addEventListener("message", (e) => {
+    const msg = JSON.parse(String(e.data));
+    if (msg.type === "ack" || msg.type === "error") acks.push(msg);
+  });
+  await new Promise((ok, fail) => {
+    ws.addEventListener("open", ok);
+    ws.addEventListener("error", fail);
+  });
+  const edit = (insert: string) =>
+    JSON.stringify({ type: "edits", session, edits: [{ index: 0, delete: 0, insert }], request_id: "once-1" });
+  // The acknowledgement was lost; the client sends the same message again.
+  ws.send(edit("// hi\n"));
+  await waitFor("first ack", () => acks.length >= 1);
+  ws.send(edit("// hi\n"));
+  await waitFor("second ack", () => acks.length >= 2);
+  // The same id for another edit is refused.
+  ws.send(edit("// other\n"));
+  await waitFor("refusal", () => acks.length >= 3);
+  ws.close();
+  assert.equal(acks[0].type, "ack", JSON.stringify(acks[0]));
+  assert.deepEqual(acks[1], acks[0]);
+  assert.equal(acks[2].type, "error", JSON.stringify(acks[2]));
+  assert.equal(acks[2].error, "idempotency_key_reused");
+  assert.equal((await api("alice", "GET", `/documents/${id}`)).text, "// hi\nabc");
+});

@@ -228,7 +228,7 @@ async fn open_session<P: EventPublisher + 'static>(
     Ok(json(StatusCode::CREATED, &body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct OpsBody {
     session: SiteId,
@@ -249,11 +249,14 @@ async fn post_ops<P: EventPublisher + 'static>(
     State(app): State<Arc<App<P>>>,
     Caller(user): Caller,
     p: Params,
+    headers: http::HeaderMap,
     Json(b): Json<OpsBody>,
 ) -> Result<Response> {
+    let doc = p.doc()?;
+    let key = request_key(&headers, &format!("POST /documents/{doc}/operations"), &b)?;
     let out = app
         .service
-        .apply_ops(p.doc()?, &user, b.session, b.ops)
+        .apply_ops_keyed(doc, &user, b.session, b.ops, key.as_ref())
         .await?;
     let (status, code) = if out.pending.is_empty() {
         ("applied", StatusCode::OK)
@@ -272,7 +275,7 @@ async fn post_ops<P: EventPublisher + 'static>(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct EditsBody {
     session: SiteId,
@@ -286,18 +289,66 @@ struct EditsResult {
     ops: Vec<Op>,
     version: VersionVector,
     current_version: VersionVector,
-    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditsQuery {
+    /// `text`: the answer carries the document's current text too.
+    #[serde(default)]
+    include: Option<String>,
+}
+
+/// The request's `Idempotency-Key`, if it has one.
+fn request_key(
+    headers: &http::HeaderMap,
+    route: &str,
+    body: &impl Serialize,
+) -> Result<Option<collab::service::RequestKey>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().map_err(|_| {
+        ApiError(AppError::BadRequest(
+            "the Idempotency-Key header is not visible ASCII".into(),
+        ))
+    })?;
+    Ok(Some(collab::service::RequestKey::new(key, route, body)?))
 }
 
 async fn post_edits<P: EventPublisher + 'static>(
     State(app): State<Arc<App<P>>>,
     Caller(user): Caller,
     p: Params,
+    Query(q): Query<EditsQuery>,
+    headers: http::HeaderMap,
     Json(b): Json<EditsBody>,
 ) -> Result<Response> {
+    let doc = p.doc()?;
+    let include_text = match q.include.as_deref() {
+        None | Some("") => false,
+        Some("text") => true,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "include={other:?}: the only thing to include is `text`"
+            ))
+            .into());
+        }
+    };
+    let key = request_key(&headers, &format!("POST /documents/{doc}/edits"), &b)?;
     let out = app
         .service
-        .apply_edits(p.doc()?, &user, b.session, b.base, b.edits)
+        .apply_edits_keyed(
+            doc,
+            &user,
+            b.session,
+            b.base,
+            b.edits,
+            key.as_ref(),
+            include_text,
+        )
         .await?;
     Ok(json(
         StatusCode::OK,

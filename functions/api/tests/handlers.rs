@@ -171,7 +171,7 @@ async fn every_route_works_from_its_fixture() {
         .send(&api)
         .await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(b["text"], "use std::io;\nfn main() {}\n");
+    assert!(b.get("text").is_none(), "no text unless asked: {b}");
     let version = b["version"].clone();
     // A CRDT-native op from the same session, continuing its clock.
     let seq = b["ops"][0]["id"]["seq"].as_u64().unwrap() + 13;
@@ -530,4 +530,102 @@ async fn catch_up_pages_come_as_binary_batches_to_an_accept_header() {
         "not sent as binary: {:?}",
         lambda.body()
     );
+}
+
+#[tokio::test]
+async fn a_retried_edit_with_its_idempotency_key_applies_once_on_any_container() {
+    let api = api().await;
+    let id = create(&api, "alice", "fn main() {}\n").await;
+    let site = session(&api, &id, "alice").await;
+    let edit = |insert: &str| {
+        fixture("post_edits")
+            .doc(&id)
+            .session(&site)
+            .body(json!({"session": site.parse::<u64>().unwrap(), "edits": [{"index": 0, "delete": 0, "insert": insert}]}))
+    };
+    let (s, first) = edit("// a\n")
+        .header("idempotency-key", "k-1")
+        .send(&api)
+        .await;
+    assert_eq!(s, 200, "{first}");
+    assert!(first.get("text").is_none());
+    // The answer was lost; the client retries, twice.
+    for _ in 0..2 {
+        let (s, again) = edit("// a\n")
+            .header("idempotency-key", "k-1")
+            .send(&api)
+            .await;
+        assert_eq!((s, &again), (200, &first));
+    }
+    // Asked for the text, a retry gets it too.
+    let (s, with_text) = edit("// a\n")
+        .header("idempotency-key", "k-1")
+        .query("include=text")
+        .send(&api)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(with_text["text"], "// a\nfn main() {}\n");
+    assert_eq!(with_text["ops"], first["ops"]);
+    // Another container of the replica (its own cache and pool, the same database).
+    let settings = Settings {
+        replica: ReplicaId(1),
+        ssn: 1,
+        limits: Limits::default(),
+        compact_after: 1000,
+        cache_docs: 8,
+    };
+    let other = Api {
+        app: App::new(
+            Service::new(api._db.store(1).unwrap(), ChannelPublisher::new(), settings),
+            AuthConfig::default(),
+        ),
+        publisher: ChannelPublisher::new(),
+        _db: TestDb::new().await.unwrap(),
+    };
+    let (s, there) = edit("// a\n")
+        .header("idempotency-key", "k-1")
+        .send(&other)
+        .await;
+    assert_eq!((s, &there), (200, &first));
+    // The same key for another edit is refused and changes nothing.
+    let (s, b) = edit("// b\n")
+        .header("idempotency-key", "k-1")
+        .send(&api)
+        .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{b}"
+    );
+    // Without a key, an edit is new each time.
+    let (s, _) = edit("// c\n").send(&api).await;
+    assert_eq!(s, 200);
+    let (_, doc) = fixture("get_document").doc(&id).send(&api).await;
+    assert_eq!(
+        doc["text"], "// c\n// a\nfn main() {}\n",
+        "applied exactly once"
+    );
+    // Ops too: a retried batch gets the first answer (not "duplicates").
+    let sid: u64 = site.parse().unwrap();
+    let seq = doc["version"][&site].as_u64().unwrap() + 1;
+    let op = json!({"type": "insert", "id": {"ssn": 1, "sum": 500, "sid": sid, "seq": seq}, "after": null, "text": "!"});
+    let ops = || {
+        fixture("post_operations")
+            .doc(&id)
+            .session(&site)
+            .body(json!({"session": sid, "ops": [op.clone()]}))
+            .header("idempotency-key", "ops-1")
+    };
+    let (s, a) = ops().send(&api).await;
+    assert_eq!((s, a["applied"].as_u64()), (200, Some(1)), "{a}");
+    let (s, b) = ops().send(&other).await;
+    assert_eq!((s, &b), (200, &a));
+    let (s, b) = fixture("post_edits")
+        .doc(&id)
+        .session(&site)
+        .header("idempotency-key", &"x".repeat(201))
+        .body(json!({"session": sid, "edits": []}))
+        .send(&api)
+        .await;
+    assert_eq!(s, 400, "{b}");
 }

@@ -242,32 +242,40 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
                 base,
                 edits,
                 request_id,
-            } => self
-                .service
-                .apply_edits(doc, user, session, base, edits)
-                .await
-                .map(|o| ServerMessage::Ack {
-                    request_id: request_id.clone(),
-                    version: o.version,
-                    ops: o.ops,
-                    pending: Vec::new(),
-                })
-                .map_err(|e| (request_id, e)),
+            } => match socket_key(&request_id, "edits", &(session, &base, &edits)) {
+                Err(e) => Err(e),
+                Ok(key) => {
+                    self.service
+                        .apply_edits_keyed(doc, user, session, base, edits, key.as_ref(), false)
+                        .await
+                }
+            }
+            .map(|o| ServerMessage::Ack {
+                request_id: request_id.clone(),
+                version: o.version,
+                ops: o.ops,
+                pending: Vec::new(),
+            })
+            .map_err(|e| (request_id, e)),
             ClientMessage::Ops {
                 session,
                 ops,
                 request_id,
-            } => self
-                .service
-                .apply_ops(doc, user, session, ops)
-                .await
-                .map(|o| ServerMessage::Ack {
-                    request_id: request_id.clone(),
-                    version: o.version,
-                    ops: Vec::new(),
-                    pending: o.pending,
-                })
-                .map_err(|e| (request_id, e)),
+            } => match socket_key(&request_id, "ops", &(session, &ops)) {
+                Err(e) => Err(e),
+                Ok(key) => {
+                    self.service
+                        .apply_ops_keyed(doc, user, session, ops, key.as_ref())
+                        .await
+                }
+            }
+            .map(|o| ServerMessage::Ack {
+                request_id: request_id.clone(),
+                version: o.version,
+                ops: Vec::new(),
+                pending: o.pending,
+            })
+            .map_err(|e| (request_id, e)),
         };
         let reply = match outcome {
             Ok(m) => m,
@@ -286,4 +294,17 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
         self.reply(connection, &reply).await;
         Ok(response(200, None, None))
     }
+}
+
+/// A socket message's `request_id` as its idempotency key: a message resent with the same id
+/// (after a lost acknowledgement) applies nothing twice and gets the first answer.
+fn socket_key(
+    request_id: &Option<String>,
+    kind: &str,
+    body: &impl serde::Serialize,
+) -> Result<Option<collab::service::RequestKey>, collab::AppError> {
+    request_id
+        .as_deref()
+        .map(|id| collab::service::RequestKey::new(id, &format!("socket {kind}"), body))
+        .transpose()
 }

@@ -29,6 +29,13 @@ pub enum AppError {
     /// An op that breaks the S4Vector rules.
     #[error("invalid operation: {0}")]
     InvalidOp(#[from] rga::OpError),
+    /// An idempotency key reused with a different request.
+    #[error("{0}")]
+    KeyReused(String),
+    /// An idempotency key that another request with the same key recorded first (internal: the
+    /// use-case answers with that request's answer).
+    #[error("idempotency key recorded concurrently")]
+    KeyRecorded,
     /// A storage failure worth retrying (database unreachable).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -57,6 +64,8 @@ impl AppError {
             AppError::Conflict(_) => 409,
             AppError::TooLarge(_) => 413,
             AppError::InvalidOp(_) => 422,
+            AppError::KeyReused(_) => 422,
+            AppError::KeyRecorded => 409,
             AppError::Unavailable(_) => 503,
             AppError::Internal(_) => 500,
         }
@@ -72,6 +81,8 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::TooLarge(_) => "too_large",
             AppError::InvalidOp(_) => "invalid_op",
+            AppError::KeyReused(_) => "idempotency_key_reused",
+            AppError::KeyRecorded => "conflict",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -104,6 +115,9 @@ impl AppError {
 
 impl From<tokio_postgres::Error> for AppError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if e.as_db_error().and_then(|d| d.constraint()) == Some("idempotency_keys_pkey") {
+            return AppError::KeyRecorded;
+        }
         if e.is_closed() || e.as_db_error().is_none() {
             AppError::Unavailable(e.to_string())
         } else {

@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use rga::{CharId, Op, Rga, SiteId, Splice, Status, VersionVector};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::cache::{Cached, DocCache};
 use crate::config::{Config, Limits};
@@ -20,7 +22,7 @@ use crate::model::{
     Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session, SnapshotMeta,
 };
 use crate::publisher::EventPublisher;
-use crate::store::{DocumentStore, NewDocument, Plan};
+use crate::store::{DocumentStore, KeyRecord, NewDocument, Plan};
 
 /// Identifiers in JSON must stay below 2^53 so that JavaScript clients read them exactly.
 pub const MAX_WIRE_ID: u64 = (1 << 53) - 1;
@@ -81,8 +83,46 @@ pub struct SessionView {
     pub snapshot: Vec<u8>,
 }
 
+/// A client's idempotency key for one request (`Idempotency-Key`, or a socket message's
+/// `request_id`), with a hash of what the request asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// The key, as the client sent it.
+    pub key: String,
+    /// SHA-256 of the route and the request body, hex.
+    pub hash: String,
+}
+
+/// The longest idempotency key accepted.
+pub const MAX_KEY_LEN: usize = 200;
+
+impl RequestKey {
+    /// The key `key` for a request to `route` with `body`; refuses an empty or overlong key.
+    pub fn new(key: &str, route: &str, body: &impl Serialize) -> Result<Self, AppError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(AppError::BadRequest(format!(
+                "an idempotency key is 1 to {MAX_KEY_LEN} bytes"
+            )));
+        }
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(route.as_bytes());
+        h.update(b"\n");
+        h.update(serde_json::to_vec(body).map_err(|e| AppError::Internal(e.to_string()))?);
+        let hash = h
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        Ok(RequestKey {
+            key: key.to_owned(),
+            hash,
+        })
+    }
+}
+
 /// The result of applying a client's ops.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpsOutcome {
     /// Ops applied now (including waiting ops they released).
     pub applied: usize,
@@ -95,7 +135,7 @@ pub struct OpsOutcome {
 }
 
 /// The result of applying index-based edits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EditsOutcome {
     /// The ops generated for the session.
     pub ops: Vec<Op>,
@@ -103,8 +143,9 @@ pub struct EditsOutcome {
     pub version: VersionVector,
     /// The replica's current version.
     pub current_version: VersionVector,
-    /// The replica's current text.
-    pub text: String,
+    /// The replica's current text, when asked for.
+    #[serde(skip)]
+    pub text: Option<String>,
 }
 
 /// What to broadcast after a write.
@@ -486,6 +527,19 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         site: SiteId,
         ops: Vec<Op>,
     ) -> Result<OpsOutcome, AppError> {
+        self.apply_ops_keyed(id, user, site, ops, None).await
+    }
+
+    /// [`Service::apply_ops`] with an idempotency key: a retry with the same key gets the first
+    /// answer and applies nothing; the same key with another request is refused (422).
+    pub async fn apply_ops_keyed(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+        ops: Vec<Op>,
+        key: Option<&RequestKey>,
+    ) -> Result<OpsOutcome, AppError> {
         if ops.len() > self.settings.limits.max_batch_ops {
             return Err(AppError::TooLarge(format!(
                 "at most {} ops per request",
@@ -503,8 +557,13 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 )));
             }
         }
-        let (outcome, _) = self
-            .commit(&doc, Announce::Ops, move |rga| {
+        if let Some(answer) = self.recorded(id, user, key).await? {
+            return answer;
+        }
+        let answer = |o: &OpsOutcome| serde_json::to_value(o).unwrap_or_default();
+        let keyed = key.map(|k| (k, user, &answer as &(dyn Fn(&OpsOutcome) -> Value + Sync)));
+        let committed = self
+            .commit(&doc, Announce::Ops, keyed, move |rga| {
                 let mut applied = 0;
                 let mut duplicates = 0;
                 let mut pending = Vec::new();
@@ -533,9 +592,43 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     fresh,
                 ))
             })
-            .await?;
+            .await;
+        let outcome = match committed {
+            Ok((outcome, _)) => outcome,
+            // The same key's first request committed meanwhile (on this or another container).
+            Err(AppError::KeyRecorded) => {
+                return self
+                    .recorded(id, user, key)
+                    .await?
+                    .unwrap_or_else(|| Err(AppError::Unavailable("key vanished".into())));
+            }
+            Err(e) => return Err(e),
+        };
         self.compact_if_due(id).await;
         Ok(outcome)
+    }
+
+    /// The answer recorded under `key`, if a request with it committed: `Some(Ok(answer))` for
+    /// the same request, `Some(Err(KeyReused))` for another one.
+    async fn recorded<T: serde::de::DeserializeOwned>(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        key: Option<&RequestKey>,
+    ) -> Result<Option<Result<T, AppError>>, AppError> {
+        let Some(key) = key else { return Ok(None) };
+        let Some((hash, answer)) = self.store.key_answer(id, user, &key.key).await? else {
+            return Ok(None);
+        };
+        if hash != key.hash {
+            return Ok(Some(Err(AppError::KeyReused(format!(
+                "idempotency key {:?} was used for another request",
+                key.key
+            )))));
+        }
+        Ok(Some(serde_json::from_value(answer).map_err(|e| {
+            AppError::Internal(format!("recorded answer: {e}"))
+        })))
     }
 
     /// Applies index-based edits for a session. With `base`, indexes refer to the text at that
@@ -548,6 +641,23 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         base: Option<VersionVector>,
         edits: Vec<Splice>,
     ) -> Result<EditsOutcome, AppError> {
+        self.apply_edits_keyed(id, user, site, base, edits, None, true)
+            .await
+    }
+
+    /// [`Service::apply_edits`] with an idempotency key (see [`Service::apply_ops_keyed`]); the
+    /// answer carries the current text only with `include_text`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_edits_keyed(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+        base: Option<VersionVector>,
+        edits: Vec<Splice>,
+        key: Option<&RequestKey>,
+        include_text: bool,
+    ) -> Result<EditsOutcome, AppError> {
         if edits.len() > self.settings.limits.max_batch_ops {
             return Err(AppError::TooLarge(format!(
                 "at most {} edits per request",
@@ -559,19 +669,41 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         for edit in &edits {
             check_storable("inserted text", &edit.insert)?;
         }
-        let (outcome, _) = self
-            .commit(&doc, Announce::Ops, move |rga| {
-                let edit = rga.splice(site, base.as_ref(), &edits)?;
-                let out = EditsOutcome {
-                    ops: edit.ops.clone(),
-                    version: edit.version,
-                    current_version: rga.version(),
-                    text: rga.text(),
-                };
-                Ok((out, edit.ops))
-            })
-            .await?;
-        self.compact_if_due(id).await;
+        let recorded: Option<Result<EditsOutcome, AppError>> = self.recorded(id, user, key).await?;
+        let mut outcome = match recorded {
+            Some(answer) => answer?,
+            None => {
+                let answer = |o: &EditsOutcome| serde_json::to_value(o).unwrap_or_default();
+                let keyed =
+                    key.map(|k| (k, user, &answer as &(dyn Fn(&EditsOutcome) -> Value + Sync)));
+                let committed = self
+                    .commit(&doc, Announce::Ops, keyed, move |rga| {
+                        let edit = rga.splice(site, base.as_ref(), &edits)?;
+                        let out = EditsOutcome {
+                            ops: edit.ops.clone(),
+                            version: edit.version,
+                            current_version: rga.version(),
+                            text: include_text.then(|| rga.text()),
+                        };
+                        Ok((out, edit.ops))
+                    })
+                    .await;
+                match committed {
+                    Ok((outcome, _)) => {
+                        self.compact_if_due(id).await;
+                        outcome
+                    }
+                    Err(AppError::KeyRecorded) => self
+                        .recorded(id, user, key)
+                        .await?
+                        .unwrap_or_else(|| Err(AppError::Unavailable("key vanished".into())))?,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if include_text && outcome.text.is_none() {
+            outcome.text = Some(self.read(id, Rga::text).await?);
+        }
         Ok(outcome)
     }
 
@@ -633,7 +765,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 .map(|_| ()),
             Broadcast::Ops { ops, .. } => {
                 let document = doc.id;
-                self.commit(&doc, Announce::Nothing, move |rga| {
+                self.commit(&doc, Announce::Nothing, None, move |rga| {
                     for op in ops.iter().cloned() {
                         let id = op.id().id();
                         if let Err(e) = rga.apply(op) {
@@ -726,6 +858,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     break 'claims;
                 }
             }
+        }
+        match self.store.expire_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "idempotency keys expired"),
+            Err(e) => tracing::warn!(error = %e, "expiring idempotency keys failed"),
         }
         let health = self.store.outbox_health().await?;
         if health.parked > 0 || stopped {
@@ -850,6 +987,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         &self,
         doc: &Document,
         announce: Announce,
+        key: Option<Keyed<'_, T>>,
         mut work: W,
     ) -> Result<(T, Option<i64>), AppError>
     where
@@ -872,7 +1010,12 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 .iter()
                 .map(|op| op.id().id())
                 .collect();
-            let planned = self.plan(&mut cached.rga, doc, &announce, stored_waiting, &mut work);
+            let planned = self
+                .plan(&mut cached.rga, doc, &announce, stored_waiting, &mut work)
+                .map(|(value, plan)| {
+                    let plan = with_key(plan, &value, key);
+                    (value, plan)
+                });
             // A refusal may come from a stale cache (a base this container has not seen yet,
             // though another container stored it): decide it again under the lock.
             let attempt = match planned {
@@ -926,6 +1069,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     let _ = rga.apply(op);
                 }
                 let (value, plan) = self.plan(rga, doc, &announce, stored_waiting, &mut work)?;
+                let plan = with_key(plan, &value, key);
                 result = Some(value);
                 committed_ops = plan.ops.clone();
                 committed_envelope = plan.outbox.clone();
@@ -1002,6 +1146,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 }),
                 _ => None,
             },
+            key: None,
         };
         Ok((value, plan))
     }
@@ -1023,4 +1168,20 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
         outbox.map(|(id, _)| id)
     }
+}
+
+/// A request's key, its user, and how to turn its answer into the JSON recorded with it.
+type Keyed<'a, T> = (&'a RequestKey, &'a UserId, &'a (dyn Fn(&T) -> Value + Sync));
+
+/// `plan` with the request's key and answer to record, if it has a key.
+fn with_key<T>(mut plan: Plan, value: &T, key: Option<Keyed<'_, T>>) -> Plan {
+    if let Some((k, user, answer)) = key {
+        plan.key = Some(KeyRecord {
+            user: user.clone(),
+            key: k.key.clone(),
+            hash: k.hash.clone(),
+            answer: answer(value),
+        });
+    }
+    plan
 }

@@ -58,6 +58,8 @@ pub struct Plan {
     pub waiting_remove: Vec<CharId>,
     /// A message to broadcast after commit.
     pub outbox: Option<Envelope>,
+    /// The request's idempotency key and answer, recorded in the same transaction.
+    pub key: Option<KeyRecord>,
 }
 
 impl Plan {
@@ -67,7 +69,21 @@ impl Plan {
             && self.waiting_add.is_empty()
             && self.waiting_remove.is_empty()
             && self.outbox.is_none()
+            && self.key.is_none()
     }
+}
+
+/// An idempotency key with the answer to return to its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// Whose request.
+    pub user: UserId,
+    /// The client's key.
+    pub key: String,
+    /// A hash of the request (route and body).
+    pub hash: String,
+    /// The first answer.
+    pub answer: serde_json::Value,
 }
 
 /// What an append wrote.
@@ -337,6 +353,18 @@ pub trait DocumentStore: Send + Sync {
 
     /// Unsent and parked rows, and the oldest unsent one's age.
     fn outbox_health(&self) -> impl Future<Output = Result<OutboxHealth, AppError>> + Send;
+
+    /// The hash and answer recorded under an idempotency key that has not expired (an expired
+    /// one is deleted).
+    fn key_answer(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(String, serde_json::Value)>, AppError>> + Send;
+
+    /// Deletes expired idempotency keys; returns how many.
+    fn expire_keys(&self) -> impl Future<Output = Result<u64, AppError>> + Send;
 
     /// Rows in the outbox (for tests and health checks).
     fn outbox_len(&self) -> impl Future<Output = Result<i64, AppError>> + Send;

@@ -341,6 +341,17 @@ mod port {
         async fn outbox_health(&self) -> Result<OutboxHealth, AppError> {
             self.outbox_health_impl().await
         }
+        async fn key_answer(
+            &self,
+            id: DocumentId,
+            user: &UserId,
+            key: &str,
+        ) -> Result<Option<(String, serde_json::Value)>, AppError> {
+            self.key_answer_impl(id, user, key).await
+        }
+        async fn expire_keys(&self) -> Result<u64, AppError> {
+            self.expire_keys_impl().await
+        }
         async fn outbox_len(&self) -> Result<i64, AppError> {
             self.outbox_len_impl().await
         }

@@ -89,7 +89,7 @@ FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4
 /// still is `$14`, and writes the ops (and the waiting changes and outbox row, when asked) only
 /// then. A concurrent writer makes the `UPDATE` wait for its commit and then find a different
 /// length, so nothing is written and the caller takes the locked path.
-fn try_append_sql(waiting: bool, outbox: bool) -> String {
+fn try_append_sql(waiting: bool, outbox: bool, key: bool) -> String {
     let mut sql = String::from(
         "WITH bump AS (
     UPDATE documents SET log_len = log_len + $16, updated_at = now()
@@ -129,6 +129,20 @@ wait AS (
         sql.push_str(&format!(
             ",
 out AS (INSERT INTO outbox (document_id, payload) SELECT $1, ${next}::jsonb FROM bump RETURNING id)"
+        ));
+        next += 1;
+    }
+    if key {
+        // A key already recorded makes the whole statement fail (idempotency_keys_pkey): the
+        // ops are not written, and the caller answers with the recorded answer.
+        sql.push_str(&format!(
+            ",
+idem AS (INSERT INTO idempotency_keys (document_id, user_id, key, request_hash, answer)
+         SELECT $1, ${a}, ${b}, ${c}, ${d}::jsonb FROM bump RETURNING 1)",
+            a = next,
+            b = next + 1,
+            c = next + 2,
+            d = next + 3
         ));
     }
     sql.push_str(
@@ -616,7 +630,18 @@ impl PgDocumentStore {
                 None => Ok(None),
             }
         };
-        let ((), (), outbox_id) = futures_util::future::try_join3(ops, waiting, outbox).await?;
+        let key = async {
+            if let Some(k) = &plan.key {
+                tx.execute(
+                    "INSERT INTO idempotency_keys (document_id, user_id, key, request_hash, answer) VALUES ($1, $2, $3, $4, $5)",
+                    &[&id.0, &k.user.0, &k.key, &k.hash, &k.answer],
+                )
+                .await?;
+            }
+            Ok::<_, AppError>(())
+        };
+        let ((), (), outbox_id, ()) =
+            futures_util::future::try_join4(ops, waiting, outbox, key).await?;
         Ok(Appended {
             next_pos: log_len + advance,
             outbox_id,
@@ -651,7 +676,7 @@ impl PgDocumentStore {
         } = PlanColumns::new(plan)?;
         let n = plan.ops.len() as i64;
         let waiting = !plan.waiting_add.is_empty() || !plan.waiting_remove.is_empty();
-        let sql = try_append_sql(waiting, plan.outbox.is_some());
+        let sql = try_append_sql(waiting, plan.outbox.is_some(), plan.key.is_some());
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(&sql).await?;
         let advance = n.max(1);
@@ -667,6 +692,14 @@ impl PgDocumentStore {
         }
         if let Some(o) = &outbox {
             params.push(o);
+        }
+        if let Some(k) = &plan.key {
+            params.extend([
+                &k.user.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+                &k.key,
+                &k.hash,
+                &k.answer,
+            ]);
         }
         let row = client.query_one(&stmt, &params).await?;
         if !row.get::<_, bool>("ok") {
@@ -851,4 +884,36 @@ fn json_len(op: &Op) -> usize {
     let mut c = Count(0);
     let _ = serde_json::to_writer(&mut c, op);
     c.0 + 1
+}
+
+impl PgDocumentStore {
+    pub(crate) async fn key_answer_impl(
+        &self,
+        id: DocumentId,
+        user: &crate::ids::UserId,
+        key: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, AppError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "WITH gone AS (
+                     DELETE FROM idempotency_keys
+                     WHERE document_id = $1 AND user_id = $2 AND key = $3 AND expires_at <= now())
+                 SELECT request_hash, answer FROM idempotency_keys
+                 WHERE document_id = $1 AND user_id = $2 AND key = $3 AND expires_at > now()",
+                &[&id.0, &user.0, &key],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub(crate) async fn expire_keys_impl(&self) -> Result<u64, AppError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM idempotency_keys WHERE expires_at <= now()",
+                &[],
+            )
+            .await?)
+    }
 }
