@@ -758,11 +758,15 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         match envelope.body {
             Broadcast::Document { .. } => Ok(()),
             Broadcast::Session { session, .. } => self.store.insert_session(&session).await,
-            Broadcast::Collaborator { change, .. } => self
-                .store
-                .change_collaborator(&change, None)
-                .await
-                .map(|_| ()),
+            Broadcast::Collaborator { change, .. } => {
+                let (applied, _) = self.store.change_collaborator(&change, None).await?;
+                if !applied {
+                    // Not an error: a newer change of the same collaborator is stored already.
+                    tracing::info!(document = %doc.id, user = %change.user_id.0, stamp = change.stamp,
+                        "a remote collaborator change older than the stored one was not applied");
+                }
+                Ok(())
+            }
             Broadcast::Ops { ops, .. } => {
                 let document = doc.id;
                 self.commit(&doc, Announce::Nothing, None, move |rga| {

@@ -695,3 +695,87 @@ async fn the_sweep_stops_at_the_first_failure_backs_off_and_parks_a_row_that_kee
     );
     assert_eq!(svc.store().outbox_len().await.unwrap(), sweep.health.parked);
 }
+
+#[tokio::test]
+async fn local_renames_and_role_changes_win_over_stamps_from_a_clock_ahead() {
+    let db = TestDb::new().await.unwrap();
+    let publisher = ChannelPublisher::new();
+    let svc = Service::new(db.store(1).unwrap(), publisher.clone(), settings(1));
+    let doc = svc
+        .create_document(&alice(), "a.rs", None)
+        .await
+        .unwrap()
+        .document;
+    let bob = UserId("bob".into());
+    // Replica 2, whose clock runs an hour ahead, renamed the document and made bob a viewer.
+    let ahead = doc.title_stamp.0 + 3_600_000;
+    let mut info = doc.info();
+    info.title = "theirs.rs".into();
+    info.title_stamp = ahead;
+    info.title_replica = ReplicaId(2);
+    svc.integrate(Envelope {
+        origin: ReplicaId(2),
+        body: Broadcast::Document {
+            document: info.clone(),
+        },
+    })
+    .await
+    .unwrap();
+    let change = collab::model::CollaboratorChange {
+        document_id: doc.id,
+        user_id: bob.clone(),
+        role: Some(Role::Viewer),
+        stamp: ahead,
+        replica: ReplicaId(2),
+    };
+    svc.integrate(Envelope {
+        origin: ReplicaId(2),
+        body: Broadcast::Collaborator {
+            document: info,
+            change,
+        },
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        svc.get_document(doc.id, &alice())
+            .await
+            .unwrap()
+            .document
+            .title,
+        "theirs.rs"
+    );
+    publisher.take();
+
+    // Here, later in real time but earlier by this clock, the owner renames and promotes bob:
+    // both apply, and their broadcasts carry stamps above the stored ones, so that replica 2
+    // applies them too.
+    let renamed = svc
+        .rename_document(doc.id, &alice(), "mine.rs")
+        .await
+        .unwrap();
+    assert_eq!(renamed.title, "mine.rs");
+    assert!(renamed.title_stamp.0 > ahead);
+    let list = svc
+        .set_collaborator(doc.id, &alice(), &bob, Some(Role::Editor))
+        .await
+        .unwrap();
+    assert!(
+        list.iter()
+            .any(|c| c.user_id == bob && c.role == Role::Editor),
+        "{list:?}"
+    );
+    let sent = publisher.take();
+    let stamps: Vec<i64> = sent
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+            v["change"]["stamp"]
+                .as_i64()
+                .or(v["document"]["title_stamp"].as_i64())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(stamps.len(), 2, "{sent:?}");
+    assert!(stamps.iter().all(|&s| s > ahead), "{stamps:?} vs {ahead}");
+}

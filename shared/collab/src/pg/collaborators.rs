@@ -3,7 +3,7 @@
 use super::PgDocumentStore;
 use crate::error::AppError;
 use crate::ids::{DocumentId, UserId};
-use crate::message::Envelope;
+use crate::message::{Broadcast, Envelope};
 use crate::model::{Collaborator, CollaboratorChange, Role};
 
 impl PgDocumentStore {
@@ -39,6 +39,26 @@ impl PgDocumentStore {
     ) -> Result<(bool, Option<i64>), AppError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        let mut c = c.clone();
+        let mut outbox = outbox.cloned();
+        if let Some(envelope) = &mut outbox {
+            // A local change: its stamp only moves forward (GREATEST(now, stored + 1)), so that a
+            // clock behind the replica that wrote the stored one does not make it silently lose.
+            let stored = tx
+                .query_opt(
+                    "SELECT stamp FROM collaborators WHERE document_id = $1 AND user_id = $2 FOR UPDATE",
+                    &[&c.document_id.0, &c.user_id.0],
+                )
+                .await?;
+            if let Some(row) = stored {
+                c.stamp = c.stamp.max(row.get::<_, i64>(0).saturating_add(1));
+            }
+            if let Broadcast::Collaborator { change, .. } = &mut envelope.body {
+                change.stamp = c.stamp;
+            }
+        }
+        let c = &c;
+        let outbox = outbox.as_ref();
         let role = c.role.map(Role::as_str);
         let applied = tx
             .execute(

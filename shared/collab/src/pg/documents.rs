@@ -188,7 +188,10 @@ impl PgDocumentStore {
         outbox: &(dyn Fn(&Document) -> Envelope + Sync),
     ) -> Result<Option<(Document, i64)>, AppError> {
         let sql = format!(
-            "UPDATE documents AS d SET title = $2, title_stamp = $3, title_replica = $4, updated_at = now()
+            // The stamp only moves forward: a clock behind another replica's (whose rename this
+            // one applied) still makes this rename the newest, everywhere it is broadcast.
+            "UPDATE documents AS d SET title = $2, title_stamp = GREATEST($3, d.title_stamp + 1),
+                 title_replica = $4, updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         self.update_with_outbox(
