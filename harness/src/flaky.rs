@@ -12,7 +12,7 @@ use collab::model::{
     Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role, Session,
     SnapshotMeta,
 };
-use collab::store::{Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
+use collab::store::{Access, Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
 use rga::{Op, SiteId, VersionVector};
 
 /// A store whose next `armed` writes fail.
@@ -66,6 +66,14 @@ impl<S: DocumentStore> DocumentStore for FlakyStore<S> {
         user: &UserId,
     ) -> Result<Option<(Document, Option<Role>)>, AppError> {
         self.inner.access(id, user).await
+    }
+    async fn access_with_session(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+    ) -> Result<Option<Access>, AppError> {
+        self.inner.access_with_session(id, user, site).await
     }
     async fn collaborators(&self, id: DocumentId) -> Result<Vec<Collaborator>, AppError> {
         self.inner.collaborators(id).await

@@ -494,30 +494,50 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         })
     }
 
-    /// The session `site`, which must belong to `user` and `document`.
-    async fn session_of(
+    /// [`Service::authorize`] for an editor, and the session `site`, which must belong to `user`
+    /// and the document: one round trip.
+    async fn authorize_session(
         &self,
         id: DocumentId,
         user: &UserId,
         site: SiteId,
-    ) -> Result<Session, AppError> {
-        let s =
-            self.store.session(site).await?.ok_or_else(|| {
-                AppError::Conflict(format!("unknown session {site}: open one first"))
-            })?;
-        if s.document_id != id {
-            return Err(AppError::Conflict(format!(
-                "session {site} belongs to another document"
-            )));
-        }
-        if s.user_id != *user {
-            return Err(AppError::Forbidden(format!(
-                "session {site} belongs to another user"
-            )));
-        }
-        Ok(s)
+    ) -> Result<Document, AppError> {
+        let (doc, session) = match self.store.access_with_session(id, user, site).await? {
+            Some((doc, Some(role), session))
+                if doc.deleted_at.is_none() && role >= Role::Editor =>
+            {
+                (doc, session)
+            }
+            _ => return Err(AppError::not_found(format!("document {id}"))),
+        };
+        check_session(id, user, site, session)?;
+        Ok(doc)
     }
+}
 
+/// Checks that the session `s` (of site `site`) exists and belongs to `user` and `id`.
+fn check_session(
+    id: DocumentId,
+    user: &UserId,
+    site: SiteId,
+    s: Option<Session>,
+) -> Result<Session, AppError> {
+    let s =
+        s.ok_or_else(|| AppError::Conflict(format!("unknown session {site}: open one first")))?;
+    if s.document_id != id {
+        return Err(AppError::Conflict(format!(
+            "session {site} belongs to another document"
+        )));
+    }
+    if s.user_id != *user {
+        return Err(AppError::Forbidden(format!(
+            "session {site} belongs to another user"
+        )));
+    }
+    Ok(s)
+}
+
+impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     /// Applies a batch of RGA ops from a CRDT-native client's session. Every op must be of the
     /// session's site. Ops whose causes this replica lacks are stored and wait (`pending`).
     pub async fn apply_ops(
@@ -546,8 +566,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 self.settings.limits.max_batch_ops
             )));
         }
-        let (doc, _) = self.authorize(id, user, Role::Editor).await?;
-        self.session_of(id, user, site).await?;
+        let doc = self.authorize_session(id, user, site).await?;
         for op in &ops {
             check_wire_op(op)?;
             if op.site() != site {
@@ -664,8 +683,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 self.settings.limits.max_batch_ops
             )));
         }
-        let (doc, _) = self.authorize(id, user, Role::Editor).await?;
-        self.session_of(id, user, site).await?;
+        let doc = self.authorize_session(id, user, site).await?;
         for edit in &edits {
             check_storable("inserted text", &edit.insert)?;
         }

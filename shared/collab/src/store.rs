@@ -86,6 +86,9 @@ pub struct KeyRecord {
     pub answer: serde_json::Value,
 }
 
+/// A document, the caller's role on it (`None`: no access) and the session asked about.
+pub type Access = (Document, Option<Role>, Option<Session>);
+
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -170,6 +173,14 @@ pub trait DocumentStore: Send + Sync {
         id: DocumentId,
         user: &UserId,
     ) -> impl Future<Output = Result<Option<(Document, Option<Role>)>, AppError>> + Send;
+
+    /// [`DocumentStore::access`] and the session `site`, in one round trip.
+    fn access_with_session(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+    ) -> impl Future<Output = Result<Option<Access>, AppError>> + Send;
 
     /// The owner and the collaborators of a document.
     fn collaborators(

@@ -152,3 +152,105 @@ pub async fn stalled_server() -> std::net::SocketAddr {
     });
     addr
 }
+
+/// A TCP proxy in front of PostgreSQL that counts round trips: every time the client sends
+/// after the server last spoke (pipelined statements sent together count once). Point a store
+/// at [`RoundTrips::config`] and read [`RoundTrips::count`] before and after a request.
+pub struct RoundTrips {
+    config: tokio_postgres::Config,
+    trips: Arc<AtomicU64>,
+}
+
+impl RoundTrips {
+    /// Starts a proxy to the server `db` uses.
+    pub async fn start(db: &TestDb) -> RoundTrips {
+        let upstream = match (db.config.get_hosts().first(), db.config.get_ports().first()) {
+            (Some(tokio_postgres::config::Host::Tcp(h)), port) => {
+                format!("{h}:{}", port.copied().unwrap_or(5432))
+            }
+            _ => "127.0.0.1:5432".to_owned(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let port = listener.local_addr().expect("its address").port();
+        let trips = Arc::new(AtomicU64::new(0));
+        let counter = trips.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(relay(client, server, counter.clone()));
+            }
+        });
+        // `host` and `port` add to a Config's lists: build one that has only the proxy.
+        let mut config = tokio_postgres::Config::new();
+        config.host("127.0.0.1").port(port);
+        if let Some(user) = db.config.get_user() {
+            config.user(user);
+        }
+        if let Some(password) = db.config.get_password() {
+            config.password(password);
+        }
+        if let Some(name) = db.config.get_dbname() {
+            config.dbname(name);
+        }
+        RoundTrips { config, trips }
+    }
+
+    /// Connection settings that go through the proxy.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// Round trips so far.
+    pub fn count(&self) -> u64 {
+        self.trips.load(Ordering::SeqCst)
+    }
+}
+
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    trips: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Whether the server spoke last (so the client's next bytes start a round trip).
+    let server_last = Arc::new(AtomicBool::new(true));
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = {
+        let server_last = server_last.clone();
+        async move {
+            let mut buf = vec![0u8; 64 << 10];
+            while let Ok(n) = cr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if server_last.swap(false, Ordering::SeqCst) {
+                    trips.fetch_add(1, Ordering::SeqCst);
+                    if std::env::var("RT_DEBUG").is_ok() {
+                        eprintln!("RT {} {:?}", n, String::from_utf8_lossy(&buf[..n.min(60)]));
+                    }
+                }
+                if sw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = sr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            server_last.store(true, Ordering::SeqCst);
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::join!(up, down);
+}

@@ -97,6 +97,14 @@ async fn concurrent_appenders_on_separate_connections_lose_and_double_nothing() 
         .await
         .unwrap()
         .document;
+    // Read before the tasks start (they run at once on this multi-threaded runtime).
+    let mut all: Vec<Op> = first
+        .store()
+        .ops_since(doc.id, &VersionVector::new(), 0, 10_000)
+        .await
+        .unwrap()
+        .ops;
+    let initial = all.len();
     let mut tasks = Vec::new();
     for t in 0..8u64 {
         // Each task is a container of its own: its own pool and cache.
@@ -135,13 +143,6 @@ async fn concurrent_appenders_on_separate_connections_lose_and_double_nothing() 
             ops
         }));
     }
-    let mut all: Vec<Op> = first
-        .store()
-        .ops_since(doc.id, &VersionVector::new(), 0, 10_000)
-        .await
-        .unwrap()
-        .ops;
-    let initial = all.len();
     for t in tasks {
         all.extend(t.await.unwrap());
     }

@@ -154,6 +154,41 @@ impl PgDocumentStore {
         }))
     }
 
+    pub(crate) async fn access_with_session_impl(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: rga::SiteId,
+    ) -> Result<Option<crate::store::Access>, AppError> {
+        let site = i64::try_from(site.0).unwrap_or(-1);
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role,
+                        s.site_id, s.document_id AS session_document, s.user_id AS session_user, s.replica
+                 FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
+                 LEFT JOIN sessions s ON s.site_id = $3
+                 WHERE d.id = $1"
+            ))
+            .await?;
+        let row = client.query_opt(&stmt, &[&id.0, &user.0, &site]).await?;
+        Ok(row.map(|r| {
+            let session = r
+                .get::<_, Option<i64>>("site_id")
+                .map(|site| crate::model::Session {
+                    site: rga::SiteId(site as u64),
+                    document_id: DocumentId(r.get("session_document")),
+                    user_id: UserId(r.get("session_user")),
+                    replica: crate::ids::ReplicaId(r.get::<_, i32>("replica") as u16),
+                });
+            (
+                document(&r),
+                r.get::<_, Option<&str>>("role").and_then(Role::parse),
+                session,
+            )
+        }))
+    }
+
     /// Runs `update` (which returns the document row) and records the broadcast, in one
     /// transaction.
     async fn update_with_outbox(

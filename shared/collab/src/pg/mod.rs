@@ -168,7 +168,7 @@ mod port {
         Session, SnapshotMeta,
     };
     use crate::store::{
-        Appended, DocumentStore, Loaded, NewDocument, OutboxHealth, OutboxRow, Plan, Tail,
+        Access, Appended, DocumentStore, Loaded, NewDocument, OutboxHealth, OutboxRow, Plan, Tail,
     };
 
     impl DocumentStore for PgDocumentStore {
@@ -194,6 +194,14 @@ mod port {
             user: &UserId,
         ) -> Result<Option<(Document, Option<Role>)>, AppError> {
             self.access_impl(id, user).await
+        }
+        async fn access_with_session(
+            &self,
+            id: DocumentId,
+            user: &UserId,
+            site: SiteId,
+        ) -> Result<Option<Access>, AppError> {
+            self.access_with_session_impl(id, user, site).await
         }
         async fn collaborators(&self, id: DocumentId) -> Result<Vec<Collaborator>, AppError> {
             self.collaborators_impl(id).await

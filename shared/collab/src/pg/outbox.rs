@@ -54,9 +54,10 @@ impl PgDocumentStore {
 
     pub(crate) async fn outbox_done_impl(&self, id: i64) -> Result<(), AppError> {
         let client = self.pool.get().await?;
-        client
-            .execute("DELETE FROM outbox WHERE id = $1", &[&id])
+        let stmt = client
+            .prepare_cached("DELETE FROM outbox WHERE id = $1")
             .await?;
+        client.execute(&stmt, &[&id]).await?;
         Ok(())
     }
 
