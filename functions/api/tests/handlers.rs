@@ -629,3 +629,43 @@ async fn a_retried_edit_with_its_idempotency_key_applies_once_on_any_container()
         .await;
     assert_eq!(s, 400, "{b}");
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_quick_503_with_retry_after() {
+    let pg = collab::testing::stalled_server().await;
+    let config: collab::config::PgConfig =
+        format!("postgres://collab@127.0.0.1:{}/collab", pg.port())
+            .parse()
+            .unwrap();
+    let waits = collab::Waits {
+        connect: std::time::Duration::from_millis(300),
+        pool_wait: std::time::Duration::from_millis(300),
+        ..collab::Waits::default()
+    };
+    let store = collab::PgDocumentStore::connect_with(&config, 1, waits).unwrap();
+    let settings = Settings {
+        replica: ReplicaId(1),
+        ssn: 1,
+        limits: Limits::default(),
+        compact_after: 1000,
+        cache_docs: 8,
+    };
+    let api = Api {
+        app: App::new(
+            Service::new(store, ChannelPublisher::new(), settings),
+            AuthConfig::default(),
+        ),
+        publisher: ChannelPublisher::new(),
+        _db: TestDb::new().await.unwrap(),
+    };
+    let (s, headers, body) = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        fixture("list_documents").send_raw(&api),
+    )
+    .await
+    .expect("the request hung");
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["retry-after"], "2");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "unavailable");
+}

@@ -22,6 +22,9 @@ use std::time::Duration;
 
 use crate::ids::ReplicaId;
 
+/// PostgreSQL connection settings (tokio-postgres', for callers that do not depend on it).
+pub type PgConfig = tokio_postgres::Config;
+
 /// A variable that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("environment variable {var}: {problem}")]

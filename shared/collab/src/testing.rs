@@ -159,6 +159,7 @@ pub async fn stalled_server() -> std::net::SocketAddr {
 pub struct RoundTrips {
     config: tokio_postgres::Config,
     trips: Arc<AtomicU64>,
+    generation: Arc<AtomicU64>,
 }
 
 impl RoundTrips {
@@ -175,13 +176,20 @@ impl RoundTrips {
             .expect("a local port");
         let port = listener.local_addr().expect("its address").port();
         let trips = Arc::new(AtomicU64::new(0));
+        let generation = Arc::new(AtomicU64::new(0));
         let counter = trips.clone();
+        let current = generation.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(relay(client, server, counter.clone()));
+                let born = current.load(Ordering::SeqCst);
+                let alive = {
+                    let current = current.clone();
+                    move || current.load(Ordering::SeqCst) == born
+                };
+                tokio::spawn(relay(client, server, counter.clone(), alive));
             }
         });
         // `host` and `port` add to a Config's lists: build one that has only the proxy.
@@ -196,7 +204,17 @@ impl RoundTrips {
         if let Some(name) = db.config.get_dbname() {
             config.dbname(name);
         }
-        RoundTrips { config, trips }
+        RoundTrips {
+            config,
+            trips,
+            generation,
+        }
+    }
+
+    /// Makes every connection open so far go silent (bytes are swallowed, nothing is closed),
+    /// as a flow a NAT or proxy dropped while a container was frozen; new connections work.
+    pub fn silence_open_connections(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Connection settings that go through the proxy.
@@ -214,6 +232,7 @@ async fn relay(
     client: tokio::net::TcpStream,
     server: tokio::net::TcpStream,
     trips: Arc<AtomicU64>,
+    alive: impl Fn() -> bool + Clone,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Whether the server spoke last (so the client's next bytes start a round trip).
@@ -222,17 +241,18 @@ async fn relay(
     let (mut sr, mut sw) = server.into_split();
     let up = {
         let server_last = server_last.clone();
+        let alive = alive.clone();
         async move {
             let mut buf = vec![0u8; 64 << 10];
             while let Ok(n) = cr.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
+                if !alive() {
+                    continue;
+                }
                 if server_last.swap(false, Ordering::SeqCst) {
                     trips.fetch_add(1, Ordering::SeqCst);
-                    if std::env::var("RT_DEBUG").is_ok() {
-                        eprintln!("RT {} {:?}", n, String::from_utf8_lossy(&buf[..n.min(60)]));
-                    }
                 }
                 if sw.write_all(&buf[..n]).await.is_err() {
                     break;
@@ -245,6 +265,9 @@ async fn relay(
         while let Ok(n) = sr.read(&mut buf).await {
             if n == 0 {
                 break;
+            }
+            if !alive() {
+                continue;
             }
             server_last.store(true, Ordering::SeqCst);
             if cw.write_all(&buf[..n]).await.is_err() {

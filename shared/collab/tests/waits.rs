@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use collab::store::DocumentStore;
-use collab::testing::{ChannelPublisher, TestDb, stalled_server};
+use collab::testing::{ChannelPublisher, RoundTrips, TestDb, stalled_server};
 use collab::{
     AppError, Limits, PgDocumentStore, ReplicaId, Service, Settings, SnsPublisher, UserId, Waits,
 };
@@ -83,6 +83,7 @@ async fn a_stalled_database_makes_requests_fail_as_unavailable_not_hang() {
         connect: Duration::from_millis(300),
         pool_wait: Duration::from_millis(300),
         statement: Duration::from_secs(1),
+        idle_check: Duration::from_secs(10),
     };
     let store = PgDocumentStore::connect_with(&config, 1, waits).unwrap();
     let svc = Service::new(store, ChannelPublisher::new(), settings());
@@ -114,4 +115,26 @@ async fn a_statement_that_runs_too_long_is_cancelled_by_the_server() {
         Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_that_died_silently_is_replaced_not_waited_on() {
+    let db = TestDb::new().await.unwrap();
+    let proxy = RoundTrips::start(&db).await;
+    let waits = Waits {
+        connect: Duration::from_millis(500),
+        idle_check: Duration::from_millis(100),
+        ..Waits::default()
+    };
+    let store = PgDocumentStore::connect_with(proxy.config(), 1, waits).unwrap();
+    let svc = Service::new(store, ChannelPublisher::new(), settings());
+    svc.create_document(&alice(), "d", Some("x")).await.unwrap();
+    // The container freezes; meanwhile its connection's flow is dropped without a FIN.
+    proxy.silence_open_connections();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let docs = tokio::time::timeout(GUARD, svc.list_documents(&alice()))
+        .await
+        .expect("a request waited on a dead connection")
+        .unwrap();
+    assert_eq!(docs.len(), 1);
 }

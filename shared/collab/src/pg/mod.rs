@@ -37,6 +37,9 @@ pub struct Waits {
     /// One statement on the server (`statement_timeout`; zero leaves it to the server, as
     /// behind RDS Proxy, whose `InitQuery` sets it). Idle transactions get twice this.
     pub statement: Duration,
+    /// A pooled connection unused for this long is checked (one empty query, at most `connect`
+    /// long) before it is handed out: after a thaw, a dead one is replaced instead of hanging.
+    pub idle_check: Duration,
 }
 
 impl Default for Waits {
@@ -45,6 +48,7 @@ impl Default for Waits {
             connect: Duration::from_secs(3),
             pool_wait: Duration::from_secs(3),
             statement: Duration::from_secs(5),
+            idle_check: Duration::from_secs(10),
         }
     }
 }
@@ -99,8 +103,27 @@ impl PgDocumentStore {
         } else {
             Manager::from_config(config.clone(), tls()?, recycling)
         };
+        let idle_check = waits.idle_check;
+        let check_within = waits.connect;
         let pool = Pool::builder(manager)
             .max_size(size.max(1))
+            // A connection idle for a while may be dead without knowing it (Lambda froze the
+            // container; a proxy or NAT dropped the flow): check it with an empty query, and
+            // open a new one if that fails or stalls.
+            .pre_recycle(deadpool_postgres::Hook::async_fn(move |client, metrics| {
+                Box::pin(async move {
+                    if metrics.last_used() < idle_check {
+                        return Ok(());
+                    }
+                    match tokio::time::timeout(check_within, client.simple_query("")).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(deadpool_postgres::HookError::Backend(e)),
+                        Err(_) => Err(deadpool_postgres::HookError::Message(
+                            "an idle connection did not answer".into(),
+                        )),
+                    }
+                })
+            }))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(waits.pool_wait))
             .create_timeout(Some(waits.connect))
