@@ -122,7 +122,7 @@ export async function open(options: OpenOptions): Promise<CollabDocument> {
     return new CollabDocument(options, http, replica, saved.session, false, { store, key, acked: saved.acked });
   }
   const id = encodeURIComponent(options.documentId);
-  const res = await http.request("POST", `/documents/${id}/sessions`);
+  const res = await http.request("POST", `/documents/${id}/sessions?omit=text`);
   if (res.status === 201) {
     const s = (await res.json()) as SessionJson;
     const replica = Replica.decode(fromBase64(s.snapshot), s.session, s.ssn);

@@ -205,25 +205,54 @@ struct SessionBody {
     session: SiteId,
     document_id: DocumentId,
     ssn: u32,
-    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
     version: VersionVector,
     /// The replica encoded for `rga::Rga::decode`, base64.
-    snapshot: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    /// `text`, `snapshot` or both (comma-separated): leave them out of the answer.
+    #[serde(default)]
+    omit: Option<String>,
 }
 
 async fn open_session<P: EventPublisher + 'static>(
     State(app): State<Arc<App<P>>>,
     Caller(user): Caller,
     p: Params,
+    Query(q): Query<SessionQuery>,
 ) -> Result<Response> {
-    let v = app.service.open_session(p.doc()?, &user).await?;
+    let (mut want_text, mut want_snapshot) = (true, true);
+    for part in q.omit.as_deref().unwrap_or("").split(',').map(str::trim) {
+        match part {
+            "" => {}
+            "text" => want_text = false,
+            "snapshot" => want_snapshot = false,
+            other => {
+                return Err(AppError::BadRequest(format!(
+                    "omit={other:?}: only `text` and `snapshot` can be left out"
+                ))
+                .into());
+            }
+        }
+    }
+    let v = app
+        .service
+        .open_session_with(p.doc()?, &user, want_text, want_snapshot)
+        .await?;
     let body = SessionBody {
         session: v.session.site,
         document_id: v.session.document_id,
         ssn: v.ssn,
-        text: v.text,
+        text: want_text.then_some(v.text),
         version: v.version,
-        snapshot: base64::engine::general_purpose::STANDARD.encode(&v.snapshot),
+        snapshot: want_snapshot
+            .then(|| base64::engine::general_purpose::STANDARD.encode(&v.snapshot)),
     };
     Ok(json(StatusCode::CREATED, &body))
 }

@@ -669,3 +669,37 @@ async fn an_unreachable_database_is_a_quick_503_with_retry_after() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"], "unavailable");
 }
+
+#[tokio::test]
+async fn a_session_answer_leaves_out_what_the_client_does_not_need() {
+    let api = api().await;
+    let id = create(&api, "alice", "fn main() {}\n").await;
+    let (s, full) = fixture("open_session").doc(&id).send(&api).await;
+    assert_eq!(s, 201);
+    assert!(full["text"].is_string() && full["snapshot"].is_string());
+    let (s, b) = fixture("open_session")
+        .doc(&id)
+        .query("omit=text")
+        .send(&api)
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert!(b.get("text").is_none() && b["snapshot"].is_string(), "{b}");
+    let (s, b) = fixture("open_session")
+        .doc(&id)
+        .query("omit=text,snapshot")
+        .send(&api)
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert!(
+        b.get("text").is_none() && b.get("snapshot").is_none(),
+        "{b}"
+    );
+    assert_eq!(b["version"], full["version"]);
+    assert_ne!(b["session"], full["session"], "each call opens a session");
+    let (s, b) = fixture("open_session")
+        .doc(&id)
+        .query("omit=title")
+        .send(&api)
+        .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("malformed")));
+}

@@ -467,6 +467,19 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         id: DocumentId,
         user: &UserId,
     ) -> Result<SessionView, AppError> {
+        self.open_session_with(id, user, true, true).await
+    }
+
+    /// [`Service::open_session`], with the text and the snapshot only when asked for (an empty
+    /// string or vector otherwise): a CRDT client needs only the snapshot (the text is in it), a
+    /// simple one only the text, a client that keeps its own replica neither.
+    pub async fn open_session_with(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        want_text: bool,
+        want_snapshot: bool,
+    ) -> Result<SessionView, AppError> {
         let (doc, _) = self.authorize(id, user, Role::Editor).await?;
         let origin = self.settings.replica;
         let info = doc.info();
@@ -483,7 +496,17 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             .await?;
         self.publish_row(outbox).await;
         let (text, version, snapshot) = self
-            .read(id, |r| (r.text(), r.version(), r.encode()))
+            .read(id, |r| {
+                (
+                    if want_text { r.text() } else { String::new() },
+                    r.version(),
+                    if want_snapshot {
+                        r.encode()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            })
             .await?;
         Ok(SessionView {
             session,
