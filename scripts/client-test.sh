@@ -18,7 +18,7 @@ npm run --silent test:unit
 cd "$ROOT"
 PORT="$(free_port)"
 GW_PORT="$(free_port)"
-export AUTH_LOCAL_SECRET="client-test-$(date +%s)-$RANDOM"
+export AUTH_LOCAL_SECRET="client-test-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 TOPIC="$(sns_topic collab-ops)"
 DB="collab_client_$$"
 DB_URL="$(fresh_db "$DB")"

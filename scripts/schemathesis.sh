@@ -35,7 +35,7 @@ ensure_moto
 cd "$ROOT"
 
 PORT="$(free_port)"
-export AUTH_LOCAL_SECRET="schemathesis-$(date +%s)"
+export AUTH_LOCAL_SECRET="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 TOPIC="$(sns_topic collab-ops)"
 DB="collab_schemathesis_$$"
 ST_DB_URL="$(fresh_db "$DB")"

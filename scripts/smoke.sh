@@ -12,7 +12,7 @@ ensure_moto
 cd "$ROOT"
 
 PORT="$(free_port)"
-export AUTH_LOCAL_SECRET="smoke-$(date +%s)"
+export AUTH_LOCAL_SECRET="smoke-$(date +%s)-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 TOPIC="$(sns_topic collab-ops)"
 DB="collab_smoke_$$"
 SMOKE_DB_URL="$(fresh_db "$DB")"

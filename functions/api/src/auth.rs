@@ -22,11 +22,12 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    /// From `AUTH_LOCAL_SECRET` (unset: only authorizer claims are accepted).
-    pub fn from_env() -> Self {
-        AuthConfig {
-            local_secret: collab::auth::local_secret_from_env(),
-        }
+    /// From `AUTH_LOCAL_SECRET` (unset: only authorizer claims are accepted; shorter than 32
+    /// bytes: an error, the function does not start).
+    pub fn from_env() -> Result<Self, collab::ConfigError> {
+        Ok(AuthConfig {
+            local_secret: collab::auth::local_secret_from_env()?,
+        })
     }
 }
 

@@ -9,5 +9,5 @@ use collab::Runtime;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let runtime = Runtime::from_env().await?;
-    lambda_http::run(router(App::new(runtime.service, AuthConfig::from_env()))).await
+    lambda_http::run(router(App::new(runtime.service, AuthConfig::from_env()?))).await
 }

@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         service: runtime.service,
         store: runtime.store,
         poster,
-        local_secret: local_secret_from_env(),
+        local_secret: local_secret_from_env()?,
         oidc: OidcVerifier::from_env().await?,
     };
     let app = &app;

@@ -58,6 +58,7 @@ pub fn bearer(header: Option<&str>) -> Result<&str, AppError> {
 pub fn verify_local_token(secret: &[u8], token: &str) -> Result<UserId, AppError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.validate_nbf = true;
     validation.leeway = 0;
     let data =
         jsonwebtoken::decode::<LocalClaims>(token, &DecodingKey::from_secret(secret), &validation)
@@ -65,6 +66,7 @@ pub fn verify_local_token(secret: &[u8], token: &str) -> Result<UserId, AppError
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
                     ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
+                    ErrorKind::ImmatureSignature => unauthorized("the token is not valid yet"),
                     ErrorKind::InvalidSignature => unauthorized("the token's signature is invalid"),
                     _ => unauthorized("the token is malformed"),
                 }
@@ -75,12 +77,27 @@ pub fn verify_local_token(secret: &[u8], token: &str) -> Result<UserId, AppError
     Ok(UserId(data.claims.sub))
 }
 
-/// The HS256 secret of local tokens, from `AUTH_LOCAL_SECRET` (unset or empty: none).
-pub fn local_secret_from_env() -> Option<Vec<u8>> {
-    std::env::var("AUTH_LOCAL_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(String::into_bytes)
+/// The shortest `AUTH_LOCAL_SECRET` accepted: an HS256 key shorter than its hash is guessable.
+pub const MIN_LOCAL_SECRET: usize = 32;
+
+/// The HS256 secret of local tokens, from `AUTH_LOCAL_SECRET` (unset or empty: none). A secret
+/// shorter than [`MIN_LOCAL_SECRET`] bytes is refused: the function does not start.
+pub fn local_secret_from_env() -> Result<Option<Vec<u8>>, crate::ConfigError> {
+    local_secret(std::env::var("AUTH_LOCAL_SECRET").ok())
+}
+
+fn local_secret(value: Option<String>) -> Result<Option<Vec<u8>>, crate::ConfigError> {
+    match value.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.len() < MIN_LOCAL_SECRET => Err(crate::ConfigError {
+            var: "AUTH_LOCAL_SECRET",
+            problem: format!(
+                "is {} bytes; at least {MIN_LOCAL_SECRET} are needed",
+                s.len()
+            ),
+        }),
+        Some(s) => Ok(Some(s.into_bytes())),
+    }
 }
 
 /// Verifies OIDC tokens against an issuer's keys (JWKS), fetched once at start.
@@ -94,6 +111,27 @@ pub struct OidcVerifier {
 #[derive(Deserialize)]
 struct Subject {
     sub: String,
+    #[serde(default)]
+    aud: Option<OneOrMany>,
+    /// Cognito access tokens name the app client here instead of in `aud`.
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn contains(&self, wanted: &[String]) -> bool {
+        match self {
+            OneOrMany::One(a) => wanted.contains(a),
+            OneOrMany::Many(all) => all.iter().any(|a| wanted.contains(a)),
+        }
+    }
 }
 
 impl OidcVerifier {
@@ -139,13 +177,8 @@ impl OidcVerifier {
         let Some(issuer) = std::env::var("JWT_ISSUER").ok().filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        let audiences = std::env::var("JWT_AUDIENCE")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let audiences = audiences(&std::env::var("JWT_AUDIENCE").unwrap_or_default())
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         Self::discover(&issuer, audiences).await.map(Some)
     }
 
@@ -160,6 +193,21 @@ impl OidcVerifier {
             .iter()
             .filter_map(|k| Some((k.common.key_id.clone(), DecodingKey::from_jwk(k).ok()?)))
             .collect::<Vec<_>>();
+        Self::from_keys(issuer, audiences, keys)
+    }
+
+    /// A verifier over decoding keys (by `kid`). Refuses an empty audience list: a verifier
+    /// that accepted every audience would take any token the issuer signed for any app.
+    pub fn from_keys(
+        issuer: &str,
+        audiences: Vec<String>,
+        keys: Vec<(Option<String>, DecodingKey)>,
+    ) -> Result<Self, AppError> {
+        if audiences.is_empty() {
+            return Err(AppError::Internal(
+                "JWT_AUDIENCE lists no audience: refusing to accept every audience".into(),
+            ));
+        }
         if keys.is_empty() {
             return Err(AppError::Internal(format!(
                 "the issuer {issuer} publishes no usable key"
@@ -192,22 +240,158 @@ impl OidcVerifier {
             .ok_or_else(|| unauthorized("the token's key is unknown"))?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
-        if self.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audiences);
-        }
+        // The audience is checked below: `aud`, or a Cognito access token's `client_id`, as
+        // the HTTP API's JWT authorizer accepts either.
+        validation.validate_aud = false;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = jsonwebtoken::decode::<Subject>(token, key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
+                ErrorKind::ImmatureSignature => unauthorized("the token is not valid yet"),
                 ErrorKind::InvalidSignature => unauthorized("the token's signature is invalid"),
                 ErrorKind::InvalidIssuer => unauthorized("the token's issuer is not accepted"),
-                ErrorKind::InvalidAudience => unauthorized("the token's audience is not accepted"),
                 _ => unauthorized("the token is malformed"),
             }
         })?;
-        Ok(UserId(data.claims.sub))
+        let c = data.claims;
+        let audience_ok = match (&c.aud, &c.client_id) {
+            (Some(aud), _) => aud.contains(&self.audiences),
+            (None, Some(client)) => self.audiences.contains(client),
+            (None, None) => false,
+        };
+        if !audience_ok {
+            return Err(unauthorized("the token's audience is not accepted"));
+        }
+        if c.sub.is_empty() {
+            return Err(unauthorized("the token names no user"));
+        }
+        Ok(UserId(c.sub))
+    }
+}
+
+/// The audiences of `JWT_AUDIENCE` (comma-separated); none is an error.
+fn audiences(value: &str) -> Result<Vec<String>, crate::ConfigError> {
+    let list: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if list.is_empty() {
+        return Err(crate::ConfigError {
+            var: "JWT_AUDIENCE",
+            problem: "lists no audience (with JWT_ISSUER set, at least one is required)".into(),
+        });
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A P-256 key made for these tests only.
+    const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgsQIWR/k3+/2j3pvN
+CkGQ8OToxxjCwCnzt5zpgZ8KcU2hRANCAAQGi5aplvYyTO+cLA/Tobr9YgbIG8l8
+Efu+teoltEuoFPWf9KqBTj77LrvzVCO3jweVRxbCKo/GZRi8CnOnhbFI
+-----END PRIVATE KEY-----";
+    const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBouWqZb2MkzvnCwP06G6/WIGyBvJ
+fBH7vrXqJbRLqBT1n/SqgU4++y6781Qjt48HlUcWwiqPxmUYvApzp4WxSA==
+-----END PUBLIC KEY-----";
+
+    fn verifier() -> OidcVerifier {
+        let key = DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap();
+        OidcVerifier::from_keys(
+            "https://issuer.test",
+            vec!["collab".into()],
+            vec![(Some("k1".into()), key)],
+        )
+        .unwrap()
+    }
+
+    fn sign(claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn oidc_tokens_need_a_listed_audience_or_client_id_and_a_passed_nbf() {
+        let v = verifier();
+        let base = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"sub": "alice", "iss": "https://issuer.test", "exp": now() + 600});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            sign(c)
+        };
+        assert_eq!(
+            v.verify(&base(serde_json::json!({"aud": "collab"})))
+                .unwrap()
+                .0,
+            "alice"
+        );
+        assert!(
+            v.verify(&base(serde_json::json!({"aud": ["x", "collab"]})))
+                .is_ok()
+        );
+        // A Cognito access token: no `aud`, the app client in `client_id`.
+        assert!(
+            v.verify(&base(
+                serde_json::json!({"client_id": "collab", "token_use": "access"})
+            ))
+            .is_ok()
+        );
+        for (claims, why) in [
+            (serde_json::json!({"aud": "other"}), "audience"),
+            (serde_json::json!({"client_id": "other"}), "audience"),
+            (serde_json::json!({}), "audience"),
+            (
+                serde_json::json!({"aud": "collab", "nbf": now() + 600}),
+                "not valid yet",
+            ),
+        ] {
+            let err = v.verify(&base(claims.clone())).unwrap_err().to_string();
+            assert!(err.contains(why), "{claims}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_audience_list_and_a_short_local_secret_refuse_to_start() {
+        assert!(audiences(" , ").is_err());
+        assert_eq!(audiences("a, b").unwrap(), vec!["a", "b"]);
+        let key = DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap();
+        assert!(OidcVerifier::from_keys("https://issuer.test", vec![], vec![(None, key)]).is_err());
+        assert!(local_secret(Some("short-secret".into())).is_err());
+        assert_eq!(local_secret(None).unwrap(), None);
+        assert_eq!(local_secret(Some(String::new())).unwrap(), None);
+        assert!(local_secret(Some("x".repeat(32))).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_local_token_before_its_nbf_is_refused() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "alice", "exp": now() + 600, "nbf": now() + 300}),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap();
+        let err = verify_local_token(secret, &token).unwrap_err().to_string();
+        assert!(err.contains("not valid yet"), "{err}");
+        assert!(verify_local_token(secret, &issue_local_token(secret, "bob", 60)).is_ok());
     }
 }
