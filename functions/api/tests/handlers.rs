@@ -19,16 +19,20 @@ struct Api {
     publisher: ChannelPublisher,
 }
 
-async fn api_with(limits: Limits, auth: AuthConfig) -> Api {
-    let db = TestDb::new().await.expect("PostgreSQL for tests");
-    let publisher = ChannelPublisher::new();
-    let settings = Settings {
+fn settings(limits: Limits) -> Settings {
+    Settings {
         replica: ReplicaId(1),
         ssn: 1,
         limits,
         compact_after: 1000,
         cache_docs: 8,
-    };
+    }
+}
+
+async fn api_with(limits: Limits, auth: AuthConfig) -> Api {
+    let db = TestDb::new().await.expect("PostgreSQL for tests");
+    let publisher = ChannelPublisher::new();
+    let settings = settings(limits);
     let service = Service::new(db.store(2).unwrap(), publisher.clone(), settings);
     Api {
         _db: db,
@@ -567,13 +571,7 @@ async fn a_retried_edit_with_its_idempotency_key_applies_once_on_any_container()
     assert_eq!(with_text["text"], "// a\nfn main() {}\n");
     assert_eq!(with_text["ops"], first["ops"]);
     // Another container of the replica (its own cache and pool, the same database).
-    let settings = Settings {
-        replica: ReplicaId(1),
-        ssn: 1,
-        limits: Limits::default(),
-        compact_after: 1000,
-        cache_docs: 8,
-    };
+    let settings = settings(Limits::default());
     let other = Api {
         app: App::new(
             Service::new(api._db.store(1).unwrap(), ChannelPublisher::new(), settings),
@@ -643,13 +641,7 @@ async fn an_unreachable_database_is_a_quick_503_with_retry_after() {
         ..collab::Waits::default()
     };
     let store = collab::PgDocumentStore::connect_with(&config, 1, waits).unwrap();
-    let settings = Settings {
-        replica: ReplicaId(1),
-        ssn: 1,
-        limits: Limits::default(),
-        compact_after: 1000,
-        cache_docs: 8,
-    };
+    let settings = settings(Limits::default());
     let api = Api {
         app: App::new(
             Service::new(store, ChannelPublisher::new(), settings),

@@ -638,16 +638,24 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         let outcome = match committed {
             Ok((outcome, _)) => outcome,
             // The same key's first request committed meanwhile (on this or another container).
-            Err(AppError::KeyRecorded) => {
-                return self
-                    .recorded(id, user, key)
-                    .await?
-                    .unwrap_or_else(|| Err(AppError::Unavailable("key vanished".into())));
-            }
+            Err(AppError::KeyRecorded) => return self.recorded_first(id, user, key).await,
             Err(e) => return Err(e),
         };
         self.compact_if_due(id).await;
         Ok(outcome)
+    }
+
+    /// The answer of the request with the same key that committed first (this one lost the
+    /// race on the key).
+    async fn recorded_first<T: serde::de::DeserializeOwned>(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        key: Option<&RequestKey>,
+    ) -> Result<T, AppError> {
+        self.recorded(id, user, key)
+            .await?
+            .unwrap_or_else(|| Err(AppError::Unavailable("the idempotency key vanished".into())))
     }
 
     /// The answer recorded under `key`, if a request with it committed: `Some(Ok(answer))` for
@@ -734,10 +742,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                         self.compact_if_due(id).await;
                         outcome
                     }
-                    Err(AppError::KeyRecorded) => self
-                        .recorded(id, user, key)
-                        .await?
-                        .unwrap_or_else(|| Err(AppError::Unavailable("key vanished".into())))?,
+                    Err(AppError::KeyRecorded) => self.recorded_first(id, user, key).await?,
                     Err(e) => return Err(e),
                 }
             }

@@ -636,28 +636,8 @@ async fn the_sweep_stops_at_the_first_failure_backs_off_and_parks_a_row_that_kee
     let publisher = ChannelPublisher::new();
     let svc = Service::new(db.store(1).unwrap(), publisher.clone(), settings(1));
     publisher.set_failing(true);
-    let doc = svc
-        .create_document(&alice(), "d", Some("x"))
-        .await
-        .unwrap()
-        .document;
-    let session = svc
-        .open_session(doc.id, &alice())
-        .await
-        .unwrap()
-        .session
-        .site;
-    for i in 0..3 {
-        svc.apply_edits(
-            doc.id,
-            &alice(),
-            session,
-            None,
-            splice(0, 0, format!("{i}")),
-        )
-        .await
-        .unwrap();
-    }
+    let (doc, session) = alice_doc(&svc, "x").await;
+    prepend_numbers(&svc, doc, session, 0..3).await;
     let rows = svc.store().outbox_len().await.unwrap();
     assert_eq!(rows, 5, "creation, session, three edits");
     let health = svc.store().outbox_health().await.unwrap();

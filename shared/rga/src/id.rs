@@ -134,10 +134,11 @@ pub struct Precedence {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn s4(ssn: u32, sum: u64, sid: u64, seq: u64) -> S4Vector {
+    /// An S4Vector from its fields (also for other modules' tests).
+    pub(crate) fn s4(ssn: u32, sum: u64, sid: u64, seq: u64) -> S4Vector {
         S4Vector {
             ssn,
             sum,

@@ -252,16 +252,8 @@ pub fn decode_ops(bytes: &[u8]) -> Result<Vec<Op>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::tests::s4;
     use crate::{Rga, VersionVector};
-
-    fn s4(ssn: u32, sum: u64, sid: u64, seq: u64) -> S4Vector {
-        S4Vector {
-            ssn,
-            sum,
-            sid: SiteId(sid),
-            seq,
-        }
-    }
 
     #[test]
     fn a_batch_round_trips_every_kind_of_op() {
