@@ -10,7 +10,7 @@ use collab::ids::{DocumentId, ReplicaId, UserId};
 use collab::message::Envelope;
 use collab::model::{
     Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role, Session,
-    SnapshotMeta,
+    SnapshotMeta, Standing,
 };
 use collab::store::{Access, Appended, DocumentStore, Loaded, NewDocument, OutboxRow, Plan, Tail};
 use rga::{Op, SiteId, VersionVector};
@@ -200,10 +200,13 @@ impl<S: DocumentStore> DocumentStore for FlakyStore<S> {
     async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
         self.inner.remove_connection(id).await
     }
-    async fn connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
+    async fn connection(&self, id: &str) -> Result<Option<(Connection, Standing)>, AppError> {
         self.inner.connection(id).await
     }
-    async fn connections(&self, document: DocumentId) -> Result<Vec<Connection>, AppError> {
+    async fn connections(
+        &self,
+        document: DocumentId,
+    ) -> Result<Vec<(Connection, Standing)>, AppError> {
         self.inner.connections(document).await
     }
     async fn claim_outbox(

@@ -16,7 +16,10 @@ export type Status = "connecting" | "syncing" | "online" | "offline" | "closed";
 /** Why a document ended. */
 export class CollabError extends Error {
   constructor(
-    /** `not_found`, `forbidden`, `unauthorized`, `refused` (the server refused this client's ops) or `closed`. */
+    /**
+     * `not_found`, `forbidden`, `unauthorized`, `access_revoked` (a collaborator removed while
+     * connected), `document_deleted`, `refused` (the server refused this client's ops) or `closed`.
+     */
     readonly code: string,
     message: string,
     readonly status?: number,
@@ -485,6 +488,17 @@ export class CollabDocument extends CollabText<DocumentEvents> {
   private refused(msg: { request_id?: string; error?: string; message?: string }): void {
     const code = msg.error ?? "error";
     const err = new CollabError(code, msg.message ?? code);
+    // The server closes the socket after these: access ended, or the token did.
+    if (code === "access_revoked" || code === "document_deleted") {
+      this.end(err);
+      return;
+    }
+    if (code === "token_expired") {
+      // A fresh token before the reconnect that follows the close; without `getToken` the
+      // reconnect is refused and ends the document as `unauthorized`.
+      void this.http.refresh();
+      return;
+    }
     if (!this.inFlight || msg.request_id !== this.inFlight.requestId) {
       this.emit("error", err);
       return;

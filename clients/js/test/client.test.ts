@@ -318,3 +318,37 @@ test("a socket message resent with its request_id applies once and gets the firs
   assert.equal(acks[2].error, "idempotency_key_reused");
   assert.equal((await api("alice", "GET", `/documents/${id}`)).text, "// hi\nabc");
 });
+
+test("a collaborator removed while connected ends with access_revoked and receives nothing after", async () => {
+  const id = await sharedDoc("open ");
+  const alice = await client("alice", id);
+  const bob = await client("bob", id);
+  await waitFor("both online", () => alice.status === "online" && bob.status === "online");
+  let ended: CollabError | null = null;
+  bob.on("ended", (e) => (ended = e));
+  await api("alice", "DELETE", `/documents/${id}/collaborators/bob`);
+  await waitFor("bob's document ended", () => ended !== null);
+  assert.equal((ended as CollabError | null)?.code, "access_revoked");
+  assert.equal(bob.status, "closed");
+  alice.insert(5, "secret");
+  await converged(id, alice);
+  assert.equal(bob.text, "open ");
+});
+
+test("a socket whose token expires is closed and the client reconnects with a fresh token", async () => {
+  const id = await sharedDoc("t");
+  let asked = 0;
+  const doc = await client("alice", id, {
+    token: token("alice", 3), // expires while connected
+    getToken: () => {
+      asked++;
+      return token("alice");
+    },
+  });
+  await waitFor("online", () => doc.status === "online");
+  await new Promise((r) => setTimeout(r, 3500));
+  doc.insert(1, "u"); // sent on the expired socket: closed with token_expired, then resent
+  await converged(id, doc);
+  assert.ok(asked >= 1, "getToken was asked");
+  assert.equal(doc.status, "online");
+});

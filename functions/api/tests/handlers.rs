@@ -247,6 +247,7 @@ async fn bad_requests_get_a_clear_json_error_and_change_nothing() {
             max_body_bytes: 2048,
             max_batch_ops: 5,
             max_document_chars: 100,
+            ..Limits::default()
         },
         AuthConfig::default(),
     )

@@ -4,7 +4,9 @@
 //! failed publish left behind.
 //!
 //! Only messages from the configured topic are accepted, and this replica's own messages are
-//! skipped. A message that can never succeed (unparseable) is logged and dropped; a transient
+//! skipped. A message whose claims do not match its origin (ops or a session whose site id
+//! carries another replica in its high bits, a collaborator change stamped by another, a
+//! `replica_id` attribute that disagrees with the body) is dropped and counted as forged. A message that can never succeed (unparseable) is logged and dropped; a transient
 //! failure (database down) fails the invocation, so Lambda retries the asynchronous event and
 //! finally hands it to the dead-letter queue (integration is idempotent, so the records that did
 //! succeed are harmless to repeat).
@@ -26,6 +28,9 @@ pub struct Report {
     pub own: usize,
     /// Messages dropped: unparseable, from another topic, or invalid for good.
     pub dropped: usize,
+    /// Of those, messages whose claims did not match their origin (a session of replica 2
+    /// sent as replica 3's, an attribute that disagrees with the body): never applied.
+    pub forged: usize,
     /// Outbox rows republished by a sweep.
     pub swept: usize,
 }
@@ -77,10 +82,11 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
                 report.dropped += 1;
                 continue;
             }
-            let from_self = sns
+            let attribute = sns
                 .message_attributes
                 .get("replica_id")
-                .is_some_and(|a| a.value == self.replica().to_string());
+                .map(|a| a.value.clone());
+            let from_self = attribute.as_deref() == Some(self.replica().to_string().as_str());
             let envelope: Envelope = match serde_json::from_str(&sns.message) {
                 Ok(e) => e,
                 Err(e) => {
@@ -91,6 +97,21 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
             };
             if from_self || envelope.origin == self.replica() {
                 report.own += 1;
+                continue;
+            }
+            // The attribute (what the subscription's filter policy routed on) and the body
+            // must name the same origin, and the body's claims must be that origin's.
+            let forged = match attribute {
+                Some(a) if a != envelope.origin.to_string() => Some(format!(
+                    "the replica_id attribute {a} disagrees with the origin {}",
+                    envelope.origin
+                )),
+                _ => envelope.forged(),
+            };
+            if let Some(why) = forged {
+                tracing::error!(message_id = %sns.message_id, origin = %envelope.origin, reason = %why, "forged replication message; dropped");
+                report.dropped += 1;
+                report.forged += 1;
                 continue;
             }
             match self.service.integrate(envelope).await {

@@ -1,6 +1,7 @@
 //! The integrate handler on the real SNS fixtures of `events/sns`, against a fresh PostgreSQL
 //! database per test.
 
+use collab::store::DocumentStore;
 use collab::testing::{ChannelPublisher, TestDb};
 use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
 use integrate::{Integrator, Report};
@@ -117,4 +118,42 @@ async fn a_database_outage_fails_the_invocation_so_that_it_is_retried() {
     let i = integrator(PgDocumentStore::connect(&config, 1).unwrap());
     let err = i.handle(event("sns/ops")).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+}
+
+#[tokio::test]
+async fn forged_messages_are_dropped_and_counted_and_nothing_of_them_is_applied() {
+    let db = TestDb::new().await.unwrap();
+    let store = db.store(1).unwrap();
+    let i = integrator(store.clone());
+    // Replica 3 sends replica 2's session's ops; a body of replica 2 arrives with replica 3's
+    // attribute; replica 3 announces a session with replica 2's site; replica 3 sends a
+    // collaborator change stamped by replica 2.
+    let report = i.handle(event("sns/forged")).await.unwrap();
+    assert_eq!(
+        report,
+        Report {
+            dropped: 4,
+            forged: 4,
+            ..Report::default()
+        }
+    );
+    // Nothing was created: the document is unknown, mallory has no session.
+    assert!(matches!(text(&i).await, Err(AppError::NotFound(_))));
+    let forged_site = rga::SiteId((2 << 40) + 7);
+    assert!(store.session(forged_site).await.unwrap().is_none());
+    // The genuine message still integrates.
+    assert_eq!(i.handle(event("sns/ops")).await.unwrap().integrated, 1);
+    assert_eq!(text(&i).await.unwrap(), "fn main() {}\n");
+}
+
+#[tokio::test]
+async fn the_use_case_refuses_a_forged_envelope_too() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    let record = &event("sns/forged")["Records"][0]["Sns"]["Message"];
+    let envelope: collab::message::Envelope =
+        serde_json::from_str(record.as_str().unwrap()).unwrap();
+    let err = i.service.integrate(envelope).await.unwrap_err();
+    assert!(matches!(err, AppError::Forged(_)), "{err}");
+    assert!(!err.is_transient());
 }

@@ -9,12 +9,20 @@
 //!   document's other connections and never stored; `ping` is answered. The sender gets an `ack`
 //!   or an `error` message on its connection.
 //! - `$disconnect`: forgets the connection and tells the others its presence is gone.
+//!
+//! Every message reads the connection's standing first: a connection whose user no longer
+//! reads the document (removed, document deleted) or whose token has expired is sent an
+//! `error` saying why and closed, whatever it sent; a viewer's `edits` and `ops` get a
+//! `forbidden` error.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use collab::auth::Verified;
 use collab::model::{Connection, Role};
 use collab::publisher::EventPublisher;
-use collab::realtime::{ClientMessage, ConnectionPoster, ServerMessage, broadcast};
+use collab::realtime::{
+    ClientMessage, ConnectionPoster, ServerMessage, broadcast, end_if_not_reading,
+};
 use collab::store::DocumentStore;
 use collab::{AppError, DocumentId, Service, UserId};
 
@@ -93,10 +101,11 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
         serde_json::to_value(self.handle(req).await).map_err(|e| e.to_string())
     }
 
-    fn caller(
+    /// Who connects, until when, and the subprotocol to echo.
+    async fn caller(
         &self,
         req: &ApiGatewayWebsocketProxyRequest,
-    ) -> Result<(UserId, Option<String>), AppError> {
+    ) -> Result<(Verified, Option<String>), AppError> {
         // A REQUEST authorizer (in AWS) passes its principal on.
         if let Some(p) = req
             .request_context
@@ -106,7 +115,20 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
             .and_then(|v| v.as_str())
             .filter(|p| !p.is_empty())
         {
-            return Ok((UserId(p.to_owned()), None));
+            // The authorizer may pass the token's expiry on as `exp` (seconds).
+            let exp = req
+                .request_context
+                .authorizer
+                .fields
+                .get("exp")
+                .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+            return Ok((
+                Verified {
+                    user: UserId(p.to_owned()),
+                    expires_at: exp.unwrap_or(i64::MAX),
+                },
+                None,
+            ));
         }
         let from_protocol = protocol_token(req);
         let token = req
@@ -120,8 +142,8 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
                 )
             })?;
         let user = match (&self.oidc, &self.local_secret) {
-            (Some(oidc), _) => oidc.verify(&token)?,
-            (None, Some(secret)) => collab::auth::verify_local_token(secret, &token)?,
+            (Some(oidc), _) => oidc.verify(&token).await?,
+            (None, Some(secret)) => collab::auth::verify_local(secret, &token)?,
             (None, None) => {
                 return Err(AppError::Unauthorized(
                     "no way to verify tokens is configured".into(),
@@ -136,7 +158,8 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
         req: &ApiGatewayWebsocketProxyRequest,
         connection: &str,
     ) -> Result<ApiGatewayProxyResponse, AppError> {
-        let (user, protocol) = self.caller(req)?;
+        let (verified, protocol) = self.caller(req).await?;
+        let user = verified.user;
         let raw = req.query_string_parameters.first("document").unwrap_or("");
         let document: DocumentId = raw
             .parse()
@@ -149,6 +172,7 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
             document_id: document,
             user_id: user,
             connected_at: chrono::Utc::now(),
+            expires_at: chrono::DateTime::from_timestamp(verified.expires_at, 0),
         };
         self.store
             .add_connection(&c, self.service.settings().replica)
@@ -180,11 +204,17 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
         connection: &str,
         body: &str,
     ) -> Result<ApiGatewayProxyResponse, AppError> {
-        let c = self
+        let (c, standing) = self
             .store
             .connection(connection)
             .await?
             .ok_or_else(|| AppError::NotFound("unknown connection".into()))?;
+        // Access ends where it matters: a connection whose user was removed, whose document
+        // was deleted or whose token expired is told why and closed, whatever it sent.
+        if end_if_not_reading(&self.store, &self.poster, &c, standing).await {
+            return Ok(response(200, None, None));
+        }
+        let viewer = standing.role() == Some(Role::Viewer);
         let message: ClientMessage = match serde_json::from_str(body) {
             Ok(m) => m,
             Err(e) => {
@@ -198,6 +228,18 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
             }
         };
         let (user, doc) = (&c.user_id, c.document_id);
+        if viewer
+            && let ClientMessage::Edits { request_id, .. } | ClientMessage::Ops { request_id, .. } =
+                &message
+        {
+            let err = ServerMessage::Error {
+                request_id: request_id.clone(),
+                error: "forbidden".into(),
+                message: "a viewer cannot edit this document".into(),
+            };
+            self.reply(connection, &err).await;
+            return Ok(response(200, None, None));
+        }
         let outcome = match message {
             ClientMessage::Ping {} => Ok(ServerMessage::Pong),
             ClientMessage::Presence {

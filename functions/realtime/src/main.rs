@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         store: runtime.store,
         poster,
         local_secret: local_secret_from_env()?,
-        oidc: OidcVerifier::from_env().await?,
+        oidc: OidcVerifier::from_env()?,
     };
     let app = &app;
     lambda_runtime::run(service_fn(

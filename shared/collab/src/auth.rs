@@ -5,9 +5,17 @@
 //! - OIDC tokens (RS256 and other asymmetric algorithms, checked against the issuer's published
 //!   keys, its `iss` and `aud`): the realtime function's `$connect` in AWS, where browsers cannot
 //!   set an `Authorization` header on a WebSocket and pass the token in the URL or subprotocol.
+//!   The keys are fetched when first needed and again (rate-limited) when a token names an
+//!   unknown one, each fetch bounded in time.
+//!
+//! Both report the token's expiry ([`Verified`]), so a WebSocket opened with it can be closed
+//! when it ends.
 //!
 //! The HTTP API needs neither in AWS: its JWT authorizer verifies tokens and the api function
 //! reads the claims.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -56,6 +64,11 @@ pub fn bearer(header: Option<&str>) -> Result<&str, AppError> {
 
 /// Verifies a local token: signature, expiry, a non-empty `sub`.
 pub fn verify_local_token(secret: &[u8], token: &str) -> Result<UserId, AppError> {
+    verify_local(secret, token).map(|v| v.user)
+}
+
+/// [`verify_local_token`], with the token's expiry.
+pub fn verify_local(secret: &[u8], token: &str) -> Result<Verified, AppError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation.validate_nbf = true;
@@ -74,7 +87,10 @@ pub fn verify_local_token(secret: &[u8], token: &str) -> Result<UserId, AppError
     if data.claims.sub.is_empty() {
         return Err(unauthorized("the token names no user"));
     }
-    Ok(UserId(data.claims.sub))
+    Ok(Verified {
+        user: UserId(data.claims.sub),
+        expires_at: i64::try_from(data.claims.exp).unwrap_or(i64::MAX),
+    })
 }
 
 /// The shortest `AUTH_LOCAL_SECRET` accepted: an HS256 key shorter than its hash is guessable.
@@ -100,17 +116,52 @@ fn local_secret(value: Option<String>) -> Result<Option<Vec<u8>>, crate::ConfigE
     }
 }
 
-/// Verifies OIDC tokens against an issuer's keys (JWKS), fetched once at start.
+/// How long one fetch of the issuer's keys (discovery and key set) may take.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The least time between two fetches of the issuer's keys after one succeeded: a flood of
+/// tokens with unknown `kid`s costs the issuer one request per interval, not one per token.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// The least time between two fetches after one failed.
+pub const JWKS_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+type Keys = Arc<Vec<(Option<String>, DecodingKey)>>;
+
+/// Verifies OIDC tokens against an issuer's keys (JWKS).
+///
+/// The keys are fetched lazily, at the first token, so a function starts without network access
+/// to the issuer; a fetch is bounded by [`JWKS_FETCH_TIMEOUT`]. A token signed with a key not
+/// in the set (a rotation) refetches it, at most once per [`JWKS_REFETCH_INTERVAL`] (or
+/// [`JWKS_RETRY_INTERVAL`] after a failure); while the issuer cannot be reached and no key is
+/// known, tokens are refused as 503 (retry), not 401.
 #[derive(Clone)]
 pub struct OidcVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     issuer: String,
     audiences: Vec<String>,
-    keys: Vec<(Option<String>, DecodingKey)>,
+    /// `None` for a fixed key set (tests).
+    http: Option<reqwest::Client>,
+    keys: std::sync::RwLock<Keys>,
+    /// When the last fetch was tried and whether it succeeded; held while fetching, so
+    /// concurrent verifications share one fetch.
+    last_fetch: tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>,
+}
+
+/// A verified token: its user and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The token's subject.
+    pub user: UserId,
+    /// Its `exp`, seconds since the epoch: a WebSocket opened with it is closed then.
+    pub expires_at: i64,
 }
 
 #[derive(Deserialize)]
 struct Subject {
     sub: String,
+    exp: i64,
     #[serde(default)]
     aud: Option<OneOrMany>,
     /// Cognito access tokens name the app client here instead of in `aud`.
@@ -134,94 +185,147 @@ impl OneOrMany {
     }
 }
 
+fn usable_keys(jwks: &jsonwebtoken::jwk::JwkSet) -> Vec<(Option<String>, DecodingKey)> {
+    jwks.keys
+        .iter()
+        .filter_map(|k| Some((k.common.key_id.clone(), DecodingKey::from_jwk(k).ok()?)))
+        .collect()
+}
+
 impl OidcVerifier {
-    /// Fetches the issuer's keys: `jwks_uri` of its OpenID configuration, or
-    /// `{issuer}/.well-known/jwks.json` (Cognito's layout).
-    pub async fn discover(issuer: &str, audiences: Vec<String>) -> Result<Self, AppError> {
-        let http = reqwest::Client::new();
-        let base = issuer.trim_end_matches('/');
-        let fail = |e: reqwest::Error| {
-            AppError::Unavailable(format!("fetching the keys of {issuer}: {e}"))
-        };
-        let jwks_uri = match http
-            .get(format!("{base}/.well-known/openid-configuration"))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => r
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .and_then(|c| {
-                    c.get("jwks_uri")
-                        .and_then(|u| u.as_str())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| format!("{base}/.well-known/jwks.json")),
-            _ => format!("{base}/.well-known/jwks.json"),
-        };
-        let jwks: jsonwebtoken::jwk::JwkSet = http
-            .get(jwks_uri)
-            .send()
-            .await
-            .map_err(fail)?
-            .json()
-            .await
-            .map_err(fail)?;
-        Self::from_jwks(issuer, audiences, &jwks)
+    /// A verifier of `issuer`'s tokens for `audiences`, whose keys are fetched when first
+    /// needed: `jwks_uri` of the issuer's OpenID configuration, or
+    /// `{issuer}/.well-known/jwks.json` (Cognito's layout). Nothing is fetched here. Refuses an
+    /// empty audience list: a verifier that accepted every audience would take any token the
+    /// issuer signed for any app.
+    pub fn new(issuer: &str, audiences: Vec<String>) -> Result<Self, crate::ConfigError> {
+        check_audiences(&audiences)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(1000))
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| crate::ConfigError {
+                var: "JWT_ISSUER",
+                problem: format!("no HTTP client: {e}"),
+            })?;
+        Ok(Self::build(issuer, audiences, Some(http), Vec::new()))
+    }
+
+    fn build(
+        issuer: &str,
+        audiences: Vec<String>,
+        http: Option<reqwest::Client>,
+        keys: Vec<(Option<String>, DecodingKey)>,
+    ) -> Self {
+        OidcVerifier {
+            inner: Arc::new(Inner {
+                issuer: issuer.to_owned(),
+                audiences,
+                http,
+                keys: std::sync::RwLock::new(Arc::new(keys)),
+                last_fetch: tokio::sync::Mutex::new(None),
+            }),
+        }
     }
 
     /// The verifier of `JWT_ISSUER`, for the audiences listed in `JWT_AUDIENCE` (comma-separated);
-    /// `None` when `JWT_ISSUER` is unset or empty.
-    pub async fn from_env() -> Result<Option<Self>, AppError> {
+    /// `None` when `JWT_ISSUER` is unset or empty. Fetches nothing.
+    pub fn from_env() -> Result<Option<Self>, crate::ConfigError> {
         let Some(issuer) = std::env::var("JWT_ISSUER").ok().filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        let audiences = audiences(&std::env::var("JWT_AUDIENCE").unwrap_or_default())
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        Self::discover(&issuer, audiences).await.map(Some)
+        let audiences = audiences(&std::env::var("JWT_AUDIENCE").unwrap_or_default())?;
+        Self::new(&issuer, audiences).map(Some)
     }
 
-    /// A verifier over known keys.
+    /// A verifier over a fixed key set, never refetched.
     pub fn from_jwks(
         issuer: &str,
         audiences: Vec<String>,
         jwks: &jsonwebtoken::jwk::JwkSet,
     ) -> Result<Self, AppError> {
-        let keys = jwks
-            .keys
-            .iter()
-            .filter_map(|k| Some((k.common.key_id.clone(), DecodingKey::from_jwk(k).ok()?)))
-            .collect::<Vec<_>>();
-        Self::from_keys(issuer, audiences, keys)
+        Self::from_keys(issuer, audiences, usable_keys(jwks))
     }
 
-    /// A verifier over decoding keys (by `kid`). Refuses an empty audience list: a verifier
-    /// that accepted every audience would take any token the issuer signed for any app.
+    /// A verifier over fixed decoding keys (by `kid`), never refetched.
     pub fn from_keys(
         issuer: &str,
         audiences: Vec<String>,
         keys: Vec<(Option<String>, DecodingKey)>,
     ) -> Result<Self, AppError> {
-        if audiences.is_empty() {
-            return Err(AppError::Internal(
-                "JWT_AUDIENCE lists no audience: refusing to accept every audience".into(),
-            ));
-        }
+        check_audiences(&audiences).map_err(|e| AppError::Internal(e.to_string()))?;
         if keys.is_empty() {
             return Err(AppError::Internal(format!(
                 "the issuer {issuer} publishes no usable key"
             )));
         }
-        Ok(OidcVerifier {
-            issuer: issuer.to_owned(),
-            audiences,
-            keys,
-        })
+        Ok(Self::build(issuer, audiences, None, keys))
     }
 
-    /// The token's subject, if its signature, issuer, audience and expiry hold.
-    pub fn verify(&self, token: &str) -> Result<UserId, AppError> {
+    fn key(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let keys = self.inner.keys.read().ok()?.clone();
+        keys.iter()
+            .find(|(k, _)| kid.is_none() || k.as_deref() == kid)
+            .map(|(_, key)| key.clone())
+    }
+
+    /// Fetches the key set again unless a fetch ran too recently. `Err` only when the fetch
+    /// failed and no key is known at all.
+    async fn refresh(&self) -> Result<(), AppError> {
+        let Some(http) = &self.inner.http else {
+            return Ok(());
+        };
+        let mut last = self.inner.last_fetch.lock().await;
+        let none_known = self.inner.keys.read().map(|k| k.is_empty()).unwrap_or(true);
+        if let Some((at, ok)) = *last {
+            let wait = if ok {
+                JWKS_REFETCH_INTERVAL
+            } else {
+                JWKS_RETRY_INTERVAL
+            };
+            if at.elapsed() < wait {
+                return if none_known {
+                    Err(AppError::Unavailable(format!(
+                        "the keys of {} could not be fetched; retry shortly",
+                        self.inner.issuer
+                    )))
+                } else {
+                    Ok(())
+                };
+            }
+        }
+        let fetched = tokio::time::timeout(
+            JWKS_FETCH_TIMEOUT + Duration::from_millis(500),
+            fetch_keys(http, &self.inner.issuer),
+        )
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+        *last = Some((tokio::time::Instant::now(), fetched.is_ok()));
+        match fetched {
+            Ok(keys) => {
+                tracing::info!(issuer = %self.inner.issuer, keys = keys.len(), "fetched the issuer's keys");
+                if let Ok(mut k) = self.inner.keys.write() {
+                    *k = Arc::new(keys);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.inner.issuer, error = %e, "fetching the issuer's keys failed");
+                if none_known {
+                    Err(AppError::Unavailable(format!(
+                        "the keys of {} could not be fetched ({e}); retry shortly",
+                        self.inner.issuer
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The token's subject and expiry, if its signature, issuer, audience, `nbf` and expiry hold.
+    /// Fetches the issuer's keys when the token's key is not known yet (see the type's doc).
+    pub async fn verify(&self, token: &str) -> Result<Verified, AppError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthorized("the token is malformed"))?;
         // Only asymmetric algorithms: a token signed with a public key as an HMAC secret
@@ -232,20 +336,23 @@ impl OidcVerifier {
         ) {
             return Err(unauthorized("the token's algorithm is not accepted"));
         }
-        let key = self
-            .keys
-            .iter()
-            .find(|(kid, _)| header.kid.is_none() || kid.as_deref() == header.kid.as_deref())
-            .map(|(_, k)| k)
-            .ok_or_else(|| unauthorized("the token's key is unknown"))?;
+        let kid = header.kid.as_deref();
+        let key = match self.key(kid) {
+            Some(k) => k,
+            None => {
+                self.refresh().await?;
+                self.key(kid)
+                    .ok_or_else(|| unauthorized("the token's key is unknown"))?
+            }
+        };
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
+        validation.set_issuer(&[&self.inner.issuer]);
         // The audience is checked below: `aud`, or a Cognito access token's `client_id`, as
         // the HTTP API's JWT authorizer accepts either.
         validation.validate_aud = false;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let data = jsonwebtoken::decode::<Subject>(token, key, &validation).map_err(|e| {
+        let data = jsonwebtoken::decode::<Subject>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
@@ -257,8 +364,8 @@ impl OidcVerifier {
         })?;
         let c = data.claims;
         let audience_ok = match (&c.aud, &c.client_id) {
-            (Some(aud), _) => aud.contains(&self.audiences),
-            (None, Some(client)) => self.audiences.contains(client),
+            (Some(aud), _) => aud.contains(&self.inner.audiences),
+            (None, Some(client)) => self.inner.audiences.contains(client),
             (None, None) => false,
         };
         if !audience_ok {
@@ -267,8 +374,54 @@ impl OidcVerifier {
         if c.sub.is_empty() {
             return Err(unauthorized("the token names no user"));
         }
-        Ok(UserId(c.sub))
+        Ok(Verified {
+            user: UserId(c.sub),
+            expires_at: c.exp,
+        })
     }
+}
+
+/// The issuer's key set: `jwks_uri` of its OpenID configuration, or
+/// `{issuer}/.well-known/jwks.json`.
+async fn fetch_keys(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    let base = issuer.trim_end_matches('/');
+    let jwks_uri = match http
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|c| c.get("jwks_uri")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{base}/.well-known/jwks.json")),
+        Ok(_) => format!("{base}/.well-known/jwks.json"),
+        Err(e) => return Err(e.to_string()),
+    };
+    let r = http.get(jwks_uri).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("the key set answered {}", r.status()));
+    }
+    let jwks: jsonwebtoken::jwk::JwkSet = r.json().await.map_err(|e| e.to_string())?;
+    let keys = usable_keys(&jwks);
+    if keys.is_empty() {
+        return Err("the key set holds no usable key".into());
+    }
+    Ok(keys)
+}
+
+fn check_audiences(audiences: &[String]) -> Result<(), crate::ConfigError> {
+    if audiences.iter().all(|a| a.trim().is_empty()) {
+        return Err(crate::ConfigError {
+            var: "JWT_AUDIENCE",
+            problem: "lists no audience: refusing to accept every audience".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The audiences of `JWT_AUDIENCE` (comma-separated); none is an error.
@@ -328,8 +481,8 @@ fBH7vrXqJbRLqBT1n/SqgU4++y6781Qjt48HlUcWwiqPxmUYvApzp4WxSA==
         chrono::Utc::now().timestamp()
     }
 
-    #[test]
-    fn oidc_tokens_need_a_listed_audience_or_client_id_and_a_passed_nbf() {
+    #[tokio::test]
+    async fn oidc_tokens_need_a_listed_audience_or_client_id_and_a_passed_nbf() {
         let v = verifier();
         let base = |extra: serde_json::Value| {
             let mut c = serde_json::json!({"sub": "alice", "iss": "https://issuer.test", "exp": now() + 600});
@@ -340,12 +493,15 @@ fBH7vrXqJbRLqBT1n/SqgU4++y6781Qjt48HlUcWwiqPxmUYvApzp4WxSA==
         };
         assert_eq!(
             v.verify(&base(serde_json::json!({"aud": "collab"})))
+                .await
                 .unwrap()
+                .user
                 .0,
             "alice"
         );
         assert!(
             v.verify(&base(serde_json::json!({"aud": ["x", "collab"]})))
+                .await
                 .is_ok()
         );
         // A Cognito access token: no `aud`, the app client in `client_id`.
@@ -353,6 +509,7 @@ fBH7vrXqJbRLqBT1n/SqgU4++y6781Qjt48HlUcWwiqPxmUYvApzp4WxSA==
             v.verify(&base(
                 serde_json::json!({"client_id": "collab", "token_use": "access"})
             ))
+            .await
             .is_ok()
         );
         for (claims, why) in [
@@ -364,7 +521,11 @@ fBH7vrXqJbRLqBT1n/SqgU4++y6781Qjt48HlUcWwiqPxmUYvApzp4WxSA==
                 "not valid yet",
             ),
         ] {
-            let err = v.verify(&base(claims.clone())).unwrap_err().to_string();
+            let err = v
+                .verify(&base(claims.clone()))
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why), "{claims}: {err}");
         }
     }

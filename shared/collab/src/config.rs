@@ -44,6 +44,27 @@ pub struct Limits {
     pub max_batch_ops: usize,
     /// Longest document, in chars of visible text.
     pub max_document_chars: usize,
+    /// Most ops of one session (a client's site) that may wait for their causes; a request
+    /// that would leave more waiting is refused (413). A well-behaved client sends its ops in
+    /// order and never has any waiting; the cap keeps a flooding one to a small corner.
+    pub max_waiting_per_session: usize,
+    /// The CRDT's own limits, with the waiting buffer split by replica (see
+    /// [`Limits::crdt_default`]).
+    pub crdt: rga::Limits,
+}
+
+impl Limits {
+    /// The CRDT's limits as this system uses them: site ids carry their replica in the high
+    /// bits ([`crate::ids::SITE_COUNTER_BITS`]), and each replica's sites together may fill at
+    /// most half of the waiting buffer, so one replica's clients cannot crowd out the ops that
+    /// other replicas send (issue 16).
+    pub fn crdt_default() -> rga::Limits {
+        let mut l = rga::Limits::default();
+        l.pending_group_shift = crate::ids::SITE_COUNTER_BITS;
+        l.max_pending_per_group = l.max_pending / 2;
+        l.max_pending_bytes_per_group = l.max_pending_bytes / 2;
+        l
+    }
 }
 
 impl Default for Limits {
@@ -52,6 +73,8 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_batch_ops: 1000,
             max_document_chars: 1 << 21,
+            max_waiting_per_session: 1000,
+            crdt: Limits::crdt_default(),
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum AppError {
     /// use-case answers with that request's answer).
     #[error("idempotency key recorded concurrently")]
     KeyRecorded,
+    /// A replication message whose claims do not match its origin (a site of another replica,
+    /// a change stamped by another): dropped and counted, never applied.
+    #[error("forged replication message: {0}")]
+    Forged(String),
     /// A storage failure worth retrying (database unreachable).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -66,6 +70,7 @@ impl AppError {
             AppError::InvalidOp(_) => 422,
             AppError::KeyReused(_) => 422,
             AppError::KeyRecorded => 409,
+            AppError::Forged(_) => 400,
             AppError::Unavailable(_) => 503,
             AppError::Internal(_) => 500,
         }
@@ -83,6 +88,7 @@ impl AppError {
             AppError::InvalidOp(_) => "invalid_op",
             AppError::KeyReused(_) => "idempotency_key_reused",
             AppError::KeyRecorded => "conflict",
+            AppError::Forged(_) => "forged",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }

@@ -59,6 +59,44 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Why the message's claims do not match its origin, if they do not (issue 16): a
+    /// replica sends only its own sessions' ops and sessions (whose site ids carry it in
+    /// their high bits, [`crate::ids::replica_of`]) and only collaborator changes it stamped.
+    /// A forged message is dropped and counted, never applied. `document` messages carry the
+    /// metadata's own stamps and are merged by them.
+    pub fn forged(&self) -> Option<String> {
+        let origin = self.origin;
+        match &self.body {
+            Broadcast::Ops { ops, .. } => ops
+                .iter()
+                .find(|op| crate::ids::replica_of(op.site()) != origin)
+                .map(|op| {
+                    format!(
+                        "op {} is of a site of replica {}, not of the origin {origin}",
+                        op.id().id(),
+                        crate::ids::replica_of(op.site())
+                    )
+                }),
+            Broadcast::Session { session, .. } => (session.replica != origin
+                || crate::ids::replica_of(session.site) != origin)
+                .then(|| {
+                    format!(
+                        "session {} claims replica {} (its site: {}), not the origin {origin}",
+                        session.site,
+                        session.replica,
+                        crate::ids::replica_of(session.site)
+                    )
+                }),
+            Broadcast::Collaborator { change, .. } => (change.replica != origin).then(|| {
+                format!(
+                    "a collaborator change stamped by replica {}, not by the origin {origin}",
+                    change.replica
+                )
+            }),
+            Broadcast::Document { .. } => None,
+        }
+    }
+
     /// The document the message is about.
     pub fn document(&self) -> &DocumentInfo {
         match &self.body {

@@ -175,4 +175,57 @@ pub struct Connection {
     pub user_id: UserId,
     /// When it connected.
     pub connected_at: DateTime<Utc>,
+    /// When the token it was opened with expires (`None`: it does not, as with an
+    /// authorizer's principal); the connection is closed then.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a connection may still receive its document's pushes and send to it, as read with
+/// the connection (so a collaborator removed, a document deleted or a token expired since
+/// `$connect` is noticed on the next message or push).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Its user reads the document with this role.
+    Reads(Role),
+    /// Its user no longer has access.
+    Revoked,
+    /// The document was deleted.
+    DocumentDeleted,
+    /// Its token expired.
+    Expired,
+}
+
+impl Standing {
+    /// Parses the `standing` column of the store's connection queries.
+    pub fn parse(s: &str) -> Standing {
+        match s {
+            "deleted" => Standing::DocumentDeleted,
+            "expired" => Standing::Expired,
+            other => Role::parse(other).map_or(Standing::Revoked, Standing::Reads),
+        }
+    }
+
+    /// Its role, if it still reads.
+    pub fn role(self) -> Option<Role> {
+        match self {
+            Standing::Reads(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Why a connection that no longer reads is closed: the `error` code sent before closing.
+    pub fn reason(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Standing::Reads(_) => None,
+            Standing::Revoked => {
+                Some(("access_revoked", "your access to this document was removed"))
+            }
+            Standing::DocumentDeleted => Some(("document_deleted", "the document was deleted")),
+            Standing::Expired => Some((
+                "token_expired",
+                "the token this connection was opened with has expired; reconnect with a fresh one",
+            )),
+        }
+    }
 }

@@ -404,7 +404,15 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             .ok_or_else(|| AppError::not_found(format!("document {id}")))?;
         self.cache.forget(id);
         self.publish_row(outbox).await;
+        self.access_changed(id).await;
         Ok(())
+    }
+
+    /// Closes the connections to `id` that no longer read it (through the push hook).
+    async fn access_changed(&self, id: DocumentId) {
+        if let Some(push) = &self.push {
+            push.access_changed(id).await;
+        }
     }
 
     /// The owner and collaborators (anyone with access).
@@ -457,6 +465,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             .await?;
         if let Some(row) = outbox {
             self.publish_row(row).await;
+        }
+        if role.is_none() {
+            self.access_changed(id).await;
         }
         self.store.collaborators(id).await
     }
@@ -533,17 +544,20 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             }
             _ => return Err(AppError::not_found(format!("document {id}"))),
         };
-        check_session(id, user, site, session)?;
+        check_session(id, user, site, session, self.settings.replica)?;
         Ok(doc)
     }
 }
 
-/// Checks that the session `s` (of site `site`) exists and belongs to `user` and `id`.
+/// Checks that the session `s` (of site `site`) exists, belongs to `user` and `id`, and was
+/// opened on this replica (`here`): other replicas accept a replica's ops only for sites that
+/// carry it in their high bits, so a session's ops must go out from where it was opened.
 fn check_session(
     id: DocumentId,
     user: &UserId,
     site: SiteId,
     s: Option<Session>,
+    here: ReplicaId,
 ) -> Result<Session, AppError> {
     let s =
         s.ok_or_else(|| AppError::Conflict(format!("unknown session {site}: open one first")))?;
@@ -555,6 +569,12 @@ fn check_session(
     if s.user_id != *user {
         return Err(AppError::Forbidden(format!(
             "session {site} belongs to another user"
+        )));
+    }
+    if s.replica != here || crate::ids::replica_of(site) != here {
+        return Err(AppError::Conflict(format!(
+            "session {site} was opened on replica {}: open a session on this replica",
+            s.replica
         )));
     }
     Ok(s)
@@ -604,6 +624,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
         let answer = |o: &OpsOutcome| serde_json::to_value(o).unwrap_or_default();
         let keyed = key.map(|k| (k, user, &answer as &(dyn Fn(&OpsOutcome) -> Value + Sync)));
+        let max_waiting = self.settings.limits.max_waiting_per_session;
         let committed = self
             .commit(&doc, Announce::Ops, keyed, move |rga| {
                 let mut applied = 0;
@@ -624,6 +645,12 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     }
                 }
                 pending.retain(|id| !rga.contains(*id));
+                let waiting = rga.pending_of(site);
+                if waiting > max_waiting {
+                    return Err(AppError::TooLarge(format!(
+                        "{waiting} ops of session {site} would wait for their causes; at most {max_waiting} may: send a session's ops in order"
+                    )));
+                }
                 Ok((
                     OpsOutcome {
                         applied,
@@ -796,9 +823,15 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         if envelope.origin == self.settings.replica {
             return Ok(());
         }
+        if let Some(why) = envelope.forged() {
+            return Err(AppError::Forged(why));
+        }
         let doc = self.store.upsert_document(envelope.document()).await?;
         if doc.deleted_at.is_some() {
             self.cache.forget(doc.id);
+            if matches!(envelope.body, Broadcast::Document { .. }) {
+                self.access_changed(doc.id).await;
+            }
             return Ok(());
         }
         match envelope.body {
@@ -806,6 +839,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             Broadcast::Session { session, .. } => self.store.insert_session(&session).await,
             Broadcast::Collaborator { change, .. } => {
                 let (applied, _) = self.store.change_collaborator(&change, None).await?;
+                if applied && change.role.is_none() {
+                    self.access_changed(doc.id).await;
+                }
                 if !applied {
                     // Not an error: a newer change of the same collaborator is stored already.
                     tracing::info!(document = %doc.id, user = %change.user_id.0, stamp = change.stamp,
@@ -982,6 +1018,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     None => Rga::with_session(self.settings.ssn),
                 };
                 rga.set_session(self.settings.ssn);
+                rga.set_limits(self.settings.limits.crdt);
                 for op in loaded.tail {
                     rga.apply(op).map_err(|e| {
                         AppError::Internal(format!("stored op of {id} refused: {e}"))
@@ -1163,7 +1200,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     {
         let max_chars = self.settings.limits.max_document_chars;
         let before = rga.version();
-        let (value, announced) = work(rga)?;
+        let (value, mut announced) = work(rga)?;
+        // Only this replica's own sites' ops go out: other replicas drop a message carrying
+        // another's as forged (`Envelope::forged`), and those reach everyone from their origin.
+        let here = self.settings.replica;
+        announced.retain(|op| crate::ids::replica_of(op.site()) == here);
         if rga.len() > max_chars {
             return Err(AppError::TooLarge(format!(
                 "the document is limited to {max_chars} chars"
@@ -1214,7 +1255,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             self.publish_envelope(*id, envelope).await;
         }
         if let (Some(push), false) = (&self.push, ops.is_empty()) {
-            push(doc.info(), ops).await;
+            push.ops(doc.info(), ops).await;
         }
         outbox.map(|(id, _)| id)
     }

@@ -16,7 +16,7 @@ use crate::ids::{DocumentId, ReplicaId, UserId};
 use crate::message::Envelope;
 use crate::model::{
     Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role, Session,
-    SnapshotMeta,
+    SnapshotMeta, Standing,
 };
 
 /// A document as loaded: its latest snapshot, the log after it and the waiting operations.
@@ -325,17 +325,17 @@ pub trait DocumentStore: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<Connection>, AppError>> + Send;
 
-    /// A connection.
+    /// A connection, with its standing now (its user's role, or why it no longer reads).
     fn connection(
         &self,
         id: &str,
-    ) -> impl Future<Output = Result<Option<Connection>, AppError>> + Send;
+    ) -> impl Future<Output = Result<Option<(Connection, Standing)>, AppError>> + Send;
 
-    /// The connections on a document.
+    /// The connections on a document, each with its standing now.
     fn connections(
         &self,
         document: DocumentId,
-    ) -> impl Future<Output = Result<Vec<Connection>, AppError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Connection, Standing)>, AppError>> + Send;
 
     /// Claims up to `limit` outbox rows older than `min_age_secs` for `lease_secs`.
     fn claim_outbox(

@@ -1,8 +1,14 @@
-//! OIDC token verification against a key set (a throwaway RSA key made for this test).
+//! OIDC token verification against a key set (a throwaway RSA key and a throwaway P-256 key made
+//! for this test), and the key set's lazy, bounded, rate-limited fetching from a local issuer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use collab::auth::OidcVerifier;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ISSUER: &str = "https://issuer.example.com/pool";
 /// A throwaway 2048-bit key generated for this test only.
@@ -50,12 +56,14 @@ fn token(claims: serde_json::Value) -> String {
     .unwrap()
 }
 
-#[test]
-fn oidc_tokens_verify_against_the_issuers_keys_and_bad_ones_say_why() {
+#[tokio::test]
+async fn oidc_tokens_verify_against_the_issuers_keys_and_bad_ones_say_why() {
     let v = OidcVerifier::from_jwks(ISSUER, vec!["collab".into()], &jwks()).unwrap();
     let exp = chrono::Utc::now().timestamp() + 600;
     let good = token(json!({"sub": "alice", "iss": ISSUER, "aud": "collab", "exp": exp}));
-    assert_eq!(v.verify(&good).unwrap().0, "alice");
+    let verified = v.verify(&good).await.unwrap();
+    assert_eq!(verified.user.0, "alice");
+    assert_eq!(verified.expires_at, exp);
     let cases = [
         (
             token(
@@ -78,11 +86,161 @@ fn oidc_tokens_verify_against_the_issuers_keys_and_bad_ones_say_why() {
         ("x.y.z".to_owned(), "malformed"),
     ];
     for (t, why) in cases {
-        let err = v.verify(&t).unwrap_err();
+        let err = v.verify(&t).await.unwrap_err();
         assert_eq!(err.status(), 401);
         assert!(err.to_string().contains(why), "{err} should mention {why}");
     }
     let mut forged = good.clone();
     forged.push('A');
-    assert!(v.verify(&forged).is_err());
+    assert!(v.verify(&forged).await.is_err());
+}
+
+// The P-256 key of the collab crate's unit tests, as a second (rotated-to) key.
+const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgsQIWR/k3+/2j3pvN
+CkGQ8OToxxjCwCnzt5zpgZ8KcU2hRANCAAQGi5aplvYyTO+cLA/Tobr9YgbIG8l8
+Efu+teoltEuoFPWf9KqBTj77LrvzVCO3jweVRxbCKo/GZRi8CnOnhbFI
+-----END PRIVATE KEY-----";
+const EC_X: &str = "BouWqZb2MkzvnCwP06G6_WIGyBvJfBH7vrXqJbRLqBQ";
+const EC_Y: &str = "9Z_0qoFOPvsuu_NUI7ePB5VHFsIqj8ZlGLwKc6eFsUg";
+
+fn rsa_key() -> serde_json::Value {
+    json!({"kty": "RSA", "kid": "test", "alg": "RS256", "use": "sig", "n": MODULUS, "e": "AQAB"})
+}
+
+fn ec_key() -> serde_json::Value {
+    json!({"kty": "EC", "kid": "rotated", "alg": "ES256", "use": "sig", "crv": "P-256", "x": EC_X, "y": EC_Y})
+}
+
+fn ec_token(issuer: &str, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.into());
+    let exp = chrono::Utc::now().timestamp() + 600;
+    jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "bob", "iss": issuer, "aud": "collab", "exp": exp}),
+        &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn rsa_token(issuer: &str) -> String {
+    let exp = chrono::Utc::now().timestamp() + 600;
+    token(json!({"sub": "alice", "iss": issuer, "aud": "collab", "exp": exp}))
+}
+
+/// A local issuer: `/.well-known/jwks.json` answers the current key set (the OpenID
+/// configuration is 404, as for Cognito's layout); counts the key-set requests.
+async fn issuer(keys: Arc<Mutex<Vec<serde_json::Value>>>, hits: Arc<AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (keys, hits) = (keys.clone(), hits.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let (status, body) = if head.starts_with("GET /.well-known/jwks.json ") {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let keys = keys.lock().unwrap().clone();
+                    ("200 OK", json!({ "keys": keys }).to_string())
+                } else {
+                    ("404 Not Found", "{}".to_owned())
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn keys_are_fetched_at_the_first_token_and_again_on_rotation_at_most_once_per_interval() {
+    let keys = Arc::new(Mutex::new(vec![rsa_key()]));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let iss = issuer(keys.clone(), hits.clone()).await;
+    let v = OidcVerifier::new(&iss, vec!["collab".into()]).unwrap();
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing is fetched at start"
+    );
+
+    assert_eq!(v.verify(&rsa_token(&iss)).await.unwrap().user.0, "alice");
+    assert_eq!(v.verify(&rsa_token(&iss)).await.unwrap().user.0, "alice");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for both tokens");
+
+    // The issuer rotates to a new key: a token signed with it refetches once... but only
+    // after the interval since the last fetch; until then it is refused as an unknown key.
+    keys.lock().unwrap().push(ec_key());
+    let err = v.verify(&ec_token(&iss, "rotated")).await.unwrap_err();
+    assert_eq!(err.status(), 401);
+    assert!(err.to_string().contains("key is unknown"), "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "rate-limited");
+
+    // A verifier whose last fetch is older than the interval (a fresh one, here) picks the
+    // new key up, and a flood of unknown kids costs one fetch, not one per token.
+    let v = OidcVerifier::new(&iss, vec!["collab".into()]).unwrap();
+    assert_eq!(
+        v.verify(&ec_token(&iss, "rotated")).await.unwrap().user.0,
+        "bob"
+    );
+    let before = hits.load(Ordering::SeqCst);
+    for i in 0..20 {
+        let err = v
+            .verify(&ec_token(&iss, &format!("bogus-{i}")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 401, "{err}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before,
+        "unknown kids within the interval fetch nothing"
+    );
+    assert!(
+        v.verify(&rsa_token(&iss)).await.is_ok(),
+        "the old key still verifies"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_or_stalled_issuer_fails_fast_as_unavailable_and_does_not_stop_the_start() {
+    // Nothing listens on the first; the second accepts and never answers.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let stalled = collab::testing::stalled_server().await;
+    for addr in [closed, stalled] {
+        let iss = format!("http://{addr}");
+        let v = OidcVerifier::new(&iss, vec!["collab".into()]).expect("starts without the issuer");
+        // A guard against hanging, far above the fetch timeout (2 s).
+        let err = tokio::time::timeout(Duration::from_secs(10), v.verify(&rsa_token(&iss)))
+            .await
+            .expect("the fetch is bounded")
+            .unwrap_err();
+        assert_eq!(err.status(), 503, "{err}");
+        // Within the retry interval, tokens are refused without another attempt.
+        let err = v.verify(&rsa_token(&iss)).await.unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert!(err.to_string().contains("retry shortly"), "{err}");
+    }
+}
+
+#[test]
+fn an_empty_audience_refuses_to_build_a_verifier() {
+    assert!(OidcVerifier::new("https://issuer.example.com", vec![]).is_err());
+    assert!(OidcVerifier::new("https://issuer.example.com", vec![" ".into()]).is_err());
 }

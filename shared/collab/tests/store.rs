@@ -384,6 +384,7 @@ async fn over_limit_batches_and_documents_are_refused_and_write_nothing() {
         max_body_bytes: 1 << 20,
         max_batch_ops: 3,
         max_document_chars: 20,
+        ..Limits::default()
     };
     let svc = Service::new(
         db.store(1).unwrap(),

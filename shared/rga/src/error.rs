@@ -177,6 +177,12 @@ pub enum BufferLimit {
     /// Bytes of the op's site's waiting operations.
     #[error("waiting operations of its site already hold {0} bytes")]
     SiteBytes(usize),
+    /// Operations of the op's site group waiting ([`crate::Limits::pending_group_shift`]).
+    #[error("{0} operations of its site group are waiting already")]
+    GroupOps(usize),
+    /// Bytes of the op's site group's waiting operations.
+    #[error("waiting operations of its site group already hold {0} bytes")]
+    GroupBytes(usize),
 }
 
 /// Why a local (index-based) edit was refused. Nothing is changed when an edit is refused.

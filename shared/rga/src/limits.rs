@@ -32,6 +32,16 @@ pub struct Limits {
     /// How long an operation may wait, counted in operations applied since it arrived; older
     /// ones are dropped and reported.
     pub max_pending_age: u64,
+    /// Sites whose ids agree above this bit form a group with its own waiting quota (`0`: no
+    /// groups). A system that puts a site's origin in the high bits of its id (collab puts the
+    /// replica there) keeps one origin's waiting operations from crowding out another's: a
+    /// flood from one replica's clients cannot fill the buffer that other replicas' operations
+    /// need.
+    pub pending_group_shift: u32,
+    /// Most operations of one group waiting at once (with groups).
+    pub max_pending_per_group: usize,
+    /// Most bytes of one group's waiting operations at once (with groups).
+    pub max_pending_bytes_per_group: usize,
 }
 
 /// The largest integer a JavaScript number (an IEEE double) holds exactly.
@@ -49,6 +59,9 @@ impl Default for Limits {
             max_pending_per_site: 10_000,
             max_pending_bytes_per_site: 16 << 20,
             max_pending_age: 1 << 20,
+            pending_group_shift: 0,
+            max_pending_per_group: 50_000,
+            max_pending_bytes_per_group: 32 << 20,
         }
     }
 }

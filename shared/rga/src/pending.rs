@@ -4,11 +4,14 @@
 //! is re-examined when an operation covering that identifier is applied.
 //!
 //! The buffer is bounded, since anything from outside may land here: in operations and in bytes,
-//! in total and per site (so one site flooding it cannot keep another's operations out), and in
-//! age (counted in operations applied since arrival). What is dropped is reported by the caller.
+//! in total, per site (so one site flooding it cannot keep another's operations out) and, when
+//! the limits define site groups, per group (so one origin's sites together cannot either), and
+//! in age (counted in operations applied since arrival). What is dropped is reported by the
+//! caller.
 //!
 //! Invariants (checked by [`Pending::check`]): every waiting op is listed once under its cause
-//! and once in arrival order; the quotas are the sums over the waiting ops.
+//! and once in arrival order; the quotas (total, per site, per group) are the sums over the
+//! waiting ops.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +28,8 @@ struct Waiting {
     cause: CharId,
     arrival: u64,
     bytes: usize,
+    /// Its site's group, when the limits define groups at admission.
+    group: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,7 +47,14 @@ pub(crate) struct Pending {
     /// `(arrival, id)` of every waiting op, oldest first.
     arrivals: BTreeSet<(u64, CharId)>,
     sites: FxHashMap<SiteId, Quota>,
+    groups: FxHashMap<u64, Quota>,
     total: Quota,
+}
+
+/// The group of `site` under `limits`, if they define groups.
+fn group_of(site: SiteId, limits: &Limits) -> Option<u64> {
+    (limits.pending_group_shift > 0)
+        .then(|| site.0.checked_shr(limits.pending_group_shift).unwrap_or(0))
 }
 
 /// What an op costs the buffer: its payload plus a fixed overhead.
@@ -91,10 +103,20 @@ impl Pending {
         if quota.bytes + bytes > limits.max_pending_bytes_per_site {
             return Err(BufferLimit::SiteBytes(limits.max_pending_bytes_per_site));
         }
+        let group = group_of(site, limits);
+        if let Some(g) = group {
+            let q = self.groups.get(&g).copied().unwrap_or_default();
+            if q.ops >= limits.max_pending_per_group {
+                return Err(BufferLimit::GroupOps(limits.max_pending_per_group));
+            }
+            if q.bytes + bytes > limits.max_pending_bytes_per_group {
+                return Err(BufferLimit::GroupBytes(limits.max_pending_bytes_per_group));
+            }
+        }
         let id = op.id().id();
         self.by_cause.entry(cause).or_default().push(id);
         self.arrivals.insert((arrival, id));
-        self.add_quota(site, bytes as isize, 1);
+        self.add_quota(site, group, bytes as isize, 1);
         self.ops.insert(
             id,
             Waiting {
@@ -102,6 +124,7 @@ impl Pending {
                 cause,
                 arrival,
                 bytes,
+                group,
             },
         );
         Ok(())
@@ -117,9 +140,12 @@ impl Pending {
         };
         let bytes = cost(&op);
         let extra = bytes.saturating_sub(w.bytes);
+        let group = w.group;
         let quota = self.sites.get(&site).copied().unwrap_or_default();
+        let group_bytes = group.map_or(0, |g| self.groups.get(&g).map_or(0, |q| q.bytes));
         if self.total.bytes + extra > limits.max_pending_bytes
             || quota.bytes + extra > limits.max_pending_bytes_per_site
+            || (group.is_some() && group_bytes + extra > limits.max_pending_bytes_per_group)
         {
             return false;
         }
@@ -128,17 +154,25 @@ impl Pending {
             w.op = op;
             w.bytes = bytes;
         }
-        self.add_quota(site, delta, 0);
+        self.add_quota(site, group, delta, 0);
         true
     }
 
-    fn add_quota(&mut self, site: SiteId, bytes: isize, ops: isize) {
+    fn add_quota(&mut self, site: SiteId, group: Option<u64>, bytes: isize, ops: isize) {
         let q = self.sites.entry(site).or_default();
         q.ops = q.ops.wrapping_add_signed(ops);
         q.bytes = q.bytes.wrapping_add_signed(bytes);
         let empty = q.ops == 0;
         if empty {
             self.sites.remove(&site);
+        }
+        if let Some(g) = group {
+            let q = self.groups.entry(g).or_default();
+            q.ops = q.ops.wrapping_add_signed(ops);
+            q.bytes = q.bytes.wrapping_add_signed(bytes);
+            if q.ops == 0 {
+                self.groups.remove(&g);
+            }
         }
         self.total.ops = self.total.ops.wrapping_add_signed(ops);
         self.total.bytes = self.total.bytes.wrapping_add_signed(bytes);
@@ -154,7 +188,7 @@ impl Pending {
                 self.by_cause.remove(&w.cause);
             }
         }
-        self.add_quota(w.op.site(), -(w.bytes as isize), -1);
+        self.add_quota(w.op.site(), w.group, -(w.bytes as isize), -1);
         Some((w.op, w.cause))
     }
 
@@ -196,6 +230,11 @@ impl Pending {
             .filter_map(|id| self.ops.get(id).map(|w| &w.op))
     }
 
+    /// How many operations of `site` wait.
+    pub fn of_site(&self, site: SiteId) -> usize {
+        self.sites.get(&site).map_or(0, |q| q.ops)
+    }
+
     /// Bytes held by waiting operations (by the buffer's own measure).
     pub fn bytes(&self) -> usize {
         self.total.bytes
@@ -216,6 +255,7 @@ impl Pending {
         );
         let mut total = Quota::default();
         let mut sites: FxHashMap<SiteId, Quota> = FxHashMap::default();
+        let mut groups: FxHashMap<u64, Quota> = FxHashMap::default();
         for (id, w) in &self.ops {
             assert_eq!(w.op.id().id(), *id);
             assert!(self.by_cause[&w.cause].contains(id));
@@ -225,8 +265,14 @@ impl Pending {
             let q = sites.entry(w.op.site()).or_default();
             q.ops += 1;
             q.bytes += w.bytes;
+            if let Some(g) = w.group {
+                let q = groups.entry(g).or_default();
+                q.ops += 1;
+                q.bytes += w.bytes;
+            }
         }
         assert_eq!(total, self.total, "total quota");
         assert_eq!(sites, self.sites, "per-site quotas");
+        assert_eq!(groups, self.groups, "per-group quotas");
     }
 }

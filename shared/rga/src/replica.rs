@@ -142,6 +142,11 @@ impl Rga {
         self.pending.len()
     }
 
+    /// Number of operations of `site` waiting for their causes.
+    pub fn pending_of(&self, site: SiteId) -> usize {
+        self.pending.of_site(site)
+    }
+
     /// The operations waiting for their causes.
     pub fn pending_ops(&self) -> Vec<Op> {
         self.pending.ops().cloned().collect()

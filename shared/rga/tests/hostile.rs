@@ -330,6 +330,66 @@ fn a_site_flooding_the_waiting_buffer_does_not_block_other_sites() {
     d.assert_invariants();
 }
 
+/// Many sites of one group (one replica's clients, the group being the high bits of their site
+/// ids) together cannot fill the waiting buffer: another group's ops still wait for their
+/// causes and are applied when those come.
+#[test]
+fn one_group_of_sites_flooding_the_waiting_buffer_does_not_block_another_group() {
+    const SHIFT: u32 = 40;
+    let mut d = with_limits(|l| {
+        l.max_pending = 40;
+        l.max_pending_per_site = 10;
+        l.pending_group_shift = SHIFT;
+        l.max_pending_per_group = 20;
+    });
+    let flood_site = |k: u64| SiteId((1 << SHIFT) | k);
+    let mut refused = None;
+    'flood: for k in 1..10 {
+        for seq in 2..12 {
+            let op = Op::Insert {
+                id: s4(seq + 10, flood_site(k), seq),
+                after: None,
+                text: "flood".into(),
+            };
+            if let Err(e) = d.apply(op) {
+                refused = Some(e);
+                break 'flood;
+            }
+        }
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(OpError::BufferFull {
+                limit: BufferLimit::GroupOps(20),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(d.pending_len(), 20);
+    assert_eq!(d.pending_of(flood_site(1)), 10);
+    d.assert_invariants();
+    // A site of group 2 (another replica) still gets to wait, and then to apply.
+    let remote = SiteId((2 << SHIFT) | 1);
+    // "early" holds seqs 1 to 5, so the op after it is seq 6.
+    let waits = Op::Insert {
+        id: s4(10, remote, 6),
+        after: None,
+        text: "late".into(),
+    };
+    assert_eq!(d.apply(waits).unwrap().status, Status::Pending);
+    let cause = Op::Insert {
+        id: s4(5, remote, 1),
+        after: None,
+        text: "early".into(),
+    };
+    let applied = d.apply(cause).unwrap();
+    assert_eq!(applied.released, 1, "{:?}", applied.rejected);
+    assert!(d.text().contains("early") && d.text().contains("late"));
+    d.assert_invariants();
+}
+
 /// An op that waits longer than the age limit is dropped and reported, and so is whatever waits
 /// for it (before, it stayed forever and in every snapshot).
 #[test]

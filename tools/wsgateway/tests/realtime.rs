@@ -282,6 +282,7 @@ async fn a_vanished_connection_is_forgotten_on_the_next_push_and_oversized_messa
         document_id: doc,
         user_id: UserId("alice".into()),
         connected_at: chrono::Utc::now(),
+        expires_at: None,
     };
     node.store
         .add_connection(&ghost, ReplicaId(1))
@@ -300,7 +301,7 @@ async fn a_vanished_connection_is_forgotten_on_the_next_push_and_oversized_messa
         .await
         .unwrap()
         .into_iter()
-        .map(|c| c.id)
+        .map(|(c, _)| c.id)
         .collect();
     assert_eq!(left.len(), 1, "the gone connection was deleted: {left:?}");
     assert!(!left.contains(&"ghost=".to_owned()));
@@ -341,4 +342,200 @@ async fn a_socket_on_replica_2_receives_an_edit_made_on_replica_1() {
     assert_eq!(st, 200);
     deliver(&one, &two).await;
     assert_eq!(next_of(&mut s, "ops").await["ops"][0]["text"], "from one ");
+    // A session opened on replica 1 is refused on replica 2: other replicas accept a
+    // replica's ops only for its own sites.
+    let (st, body) = http(
+        &two,
+        "alice",
+        "POST",
+        &format!("/documents/{id}/edits"),
+        Some(json!({"session": sa, "edits": [{"index": 0, "insert": "moved "}]})),
+    )
+    .await;
+    assert_eq!(st, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("replica 1"),
+        "{body}"
+    );
+}
+
+/// Reads `ws` until the gateway closes it (within 10 s); returns the JSON messages received.
+async fn until_closed(ws: &mut Ws) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the socket was not closed within 10 s")
+        {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return seen,
+            Some(Ok(Message::Text(t))) => seen.push(serde_json::from_str(&t).unwrap()),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn errors(seen: &[Value]) -> Vec<&str> {
+    seen.iter()
+        .filter(|m| m["type"] == "error")
+        .filter_map(|m| m["error"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_collaborator_is_closed_on_this_replica_and_on_the_one_that_integrates_it() {
+    let (one, two) = (node(1).await, node(2).await);
+    let (id, sa, _) = document(&one).await;
+    deliver(&one, &two).await;
+    let mut alice = connect(&one, &id, "alice").await.unwrap();
+    let mut bob_one = connect(&one, &id, "bob").await.unwrap();
+    let mut bob_two = connect(&two, &id, "bob").await.unwrap();
+    let (st, _) = http(
+        &one,
+        "alice",
+        "DELETE",
+        &format!("/documents/{id}/collaborators/bob"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    // On replica 1 at once: told why, then closed; alice sees bob's presence go.
+    let seen = until_closed(&mut bob_one).await;
+    assert_eq!(errors(&seen), ["access_revoked"], "{seen:?}");
+    assert_eq!(next_of(&mut alice, "presence_gone").await["user"], "bob");
+    // An edit made after the removal reaches alice and not bob's socket on replica 2, which
+    // integrate closes when the removal arrives (delivered before the edit, as published).
+    let (st, _) = http(
+        &one,
+        "alice",
+        "POST",
+        &format!("/documents/{id}/edits"),
+        Some(json!({"session": sa, "edits": [{"index": 0, "insert": "secret "}]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        next_of(&mut alice, "ops").await["ops"][0]["text"],
+        "secret "
+    );
+    deliver(&one, &two).await;
+    let seen = until_closed(&mut bob_two).await;
+    assert_eq!(errors(&seen), ["access_revoked"], "{seen:?}");
+    assert!(
+        !seen.iter().any(|m| m["type"] == "ops"),
+        "no ops after the removal: {seen:?}"
+    );
+    for node in [&one, &two] {
+        let left = node.store.connections(id.parse().unwrap()).await.unwrap();
+        assert!(
+            left.iter().all(|(c, _)| c.user_id.0 != "bob"),
+            "bob's connections are forgotten: {left:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_check_the_role_now_and_a_deleted_document_closes_its_sockets() {
+    let node = node(1).await;
+    let (id, sa, _) = document(&node).await;
+    let doc: DocumentId = id.parse().unwrap();
+    let mut alice = connect(&node, &id, "alice").await.unwrap();
+    let mut bob = connect(&node, &id, "bob").await.unwrap();
+    // Bob's access ends behind the realtime side's back (no hook runs): the next push notices.
+    let change = collab::model::CollaboratorChange {
+        document_id: doc,
+        user_id: UserId("bob".into()),
+        role: None,
+        stamp: i64::MAX / 2,
+        replica: ReplicaId(9),
+    };
+    node.store.change_collaborator(&change, None).await.unwrap();
+    let (st, _) = http(
+        &node,
+        "alice",
+        "POST",
+        &format!("/documents/{id}/edits"),
+        Some(json!({"session": sa, "edits": [{"index": 0, "insert": "x"}]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let seen = until_closed(&mut bob).await;
+    assert_eq!(errors(&seen), ["access_revoked"], "{seen:?}");
+    assert!(!seen.iter().any(|m| m["type"] == "ops"), "{seen:?}");
+    assert_eq!(next_of(&mut alice, "ops").await["ops"][0]["text"], "x");
+    // Deleting the document closes the owner's socket too.
+    let (st, _) = http(&node, "alice", "DELETE", &format!("/documents/{id}"), None).await;
+    assert_eq!(st, 204);
+    let seen = until_closed(&mut alice).await;
+    assert!(errors(&seen).contains(&"document_deleted"), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_whose_token_expired_is_closed_on_its_next_message_or_push() {
+    let node = node(1).await;
+    let (id, sa, _) = document(&node).await;
+    let short = |user: &str| collab::auth::issue_local_token(SECRET, user, 2);
+    let open = |token: String| {
+        let url = format!("{}?document={id}&token={token}", node.ws_url);
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let mut pushed_to = open(short("bob")).await;
+    let mut sender = open(short("bob")).await;
+    let mut alice = connect(&node, &id, "alice").await.unwrap();
+    // Both work before the expiry.
+    send(&mut sender, json!({"type": "ping"})).await;
+    next_of(&mut sender, "pong").await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    send(&mut sender, json!({"type": "ping"})).await;
+    let seen = until_closed(&mut sender).await;
+    assert_eq!(errors(&seen), ["token_expired"], "{seen:?}");
+    assert!(!seen.iter().any(|m| m["type"] == "pong"), "{seen:?}");
+    let (st, _) = http(
+        &node,
+        "alice",
+        "POST",
+        &format!("/documents/{id}/edits"),
+        Some(json!({"session": sa, "edits": [{"index": 0, "insert": "y"}]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let seen = until_closed(&mut pushed_to).await;
+    assert_eq!(errors(&seen), ["token_expired"], "{seen:?}");
+    assert!(!seen.iter().any(|m| m["type"] == "ops"), "{seen:?}");
+    assert_eq!(next_of(&mut alice, "ops").await["ops"][0]["text"], "y");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_socket_cannot_edit_and_gets_a_json_error() {
+    let node = node(1).await;
+    let (id, sa, _) = document(&node).await;
+    http(
+        &node,
+        "alice",
+        "PUT",
+        &format!("/documents/{id}/collaborators/carol"),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    let mut carol = connect(&node, &id, "carol").await.unwrap();
+    let mut alice = connect(&node, &id, "alice").await.unwrap();
+    // Carol has no session of her own (viewers cannot open one); she tries alice's.
+    send(&mut carol, json!({"type": "edits", "session": sa, "edits": [{"index": 0, "insert": "!"}], "request_id": "c1"})).await;
+    let e = next_of(&mut carol, "error").await;
+    assert_eq!(
+        (e["error"].as_str(), e["request_id"].as_str()),
+        (Some("forbidden"), Some("c1"))
+    );
+    let op = json!({"type": "insert", "id": {"ssn": 1, "sum": 99, "sid": sa, "seq": 1}, "after": null, "text": "!"});
+    send(
+        &mut carol,
+        json!({"type": "ops", "session": sa, "ops": [op]}),
+    )
+    .await;
+    assert_eq!(next_of(&mut carol, "error").await["error"], "forbidden");
+    // Her presence (a read-only cursor) still reaches alice; nothing was written.
+    send(&mut carol, json!({"type": "presence", "cursor": 2})).await;
+    assert_eq!(next_of(&mut alice, "presence").await["user"], "carol");
+    let (_, d) = http(&node, "alice", "GET", &format!("/documents/{id}"), None).await;
+    assert_eq!(d["text"], "fn main() {}\n");
 }

@@ -1,13 +1,21 @@
-//! Queries on `connections`.
+//! Queries on `connections`. Reads return each connection with its standing, computed in the
+//! same statement from the document and its collaborators (see [`Standing`]), so checking that
+//! a connection may still read costs no extra round trip.
 
 use tokio_postgres::Row;
 
 use super::PgDocumentStore;
 use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId, UserId};
-use crate::model::Connection;
+use crate::model::{Connection, Standing};
 
-const COLUMNS: &str = "connection_id, document_id, user_id, connected_at";
+const COLUMNS: &str = "k.connection_id, k.document_id, k.user_id, k.connected_at, k.expires_at,
+    CASE WHEN d.deleted_at IS NOT NULL THEN 'deleted'
+         WHEN k.expires_at IS NOT NULL AND k.expires_at <= now() THEN 'expired'
+         WHEN d.owner_id = k.user_id THEN 'owner'
+         ELSE COALESCE(c.role, 'revoked') END AS standing";
+const FROM: &str = "connections k JOIN documents d ON d.id = k.document_id
+    LEFT JOIN collaborators c ON c.document_id = k.document_id AND c.user_id = k.user_id";
 
 fn connection(row: &Row) -> Connection {
     Connection {
@@ -15,7 +23,12 @@ fn connection(row: &Row) -> Connection {
         document_id: DocumentId(row.get("document_id")),
         user_id: UserId(row.get("user_id")),
         connected_at: row.get("connected_at"),
+        expires_at: row.get("expires_at"),
     }
+}
+
+fn with_standing(row: &Row) -> (Connection, Standing) {
+    (connection(row), Standing::parse(row.get("standing")))
 }
 
 impl PgDocumentStore {
@@ -27,9 +40,9 @@ impl PgDocumentStore {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO connections (connection_id, document_id, user_id, replica, connected_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (connection_id) DO UPDATE SET document_id = EXCLUDED.document_id, user_id = EXCLUDED.user_id",
-                &[&c.id, &c.document_id.0, &c.user_id.0, &(replica.0 as i32), &c.connected_at],
+                "INSERT INTO connections (connection_id, document_id, user_id, replica, connected_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (connection_id) DO UPDATE SET document_id = EXCLUDED.document_id, user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at",
+                &[&c.id, &c.document_id.0, &c.user_id.0, &(replica.0 as i32), &c.connected_at, &c.expires_at],
             )
             .await?;
         Ok(())
@@ -42,33 +55,37 @@ impl PgDocumentStore {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                &format!("DELETE FROM connections WHERE connection_id = $1 RETURNING {COLUMNS}"),
+                "DELETE FROM connections WHERE connection_id = $1
+                 RETURNING connection_id, document_id, user_id, connected_at, expires_at",
                 &[&id],
             )
             .await?;
         Ok(row.as_ref().map(connection))
     }
 
-    pub(crate) async fn connection_impl(&self, id: &str) -> Result<Option<Connection>, AppError> {
+    pub(crate) async fn connection_impl(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Connection, Standing)>, AppError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM connections WHERE connection_id = $1"
+                "SELECT {COLUMNS} FROM {FROM} WHERE k.connection_id = $1"
             ))
             .await?;
         let row = client.query_opt(&stmt, &[&id]).await?;
-        Ok(row.as_ref().map(connection))
+        Ok(row.as_ref().map(with_standing))
     }
 
     pub(crate) async fn connections_impl(
         &self,
         document: DocumentId,
-    ) -> Result<Vec<Connection>, AppError> {
+    ) -> Result<Vec<(Connection, Standing)>, AppError> {
         let client = self.pool.get().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM connections WHERE document_id = $1 ORDER BY connected_at, connection_id"))
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE k.document_id = $1 ORDER BY k.connected_at, k.connection_id"))
             .await?;
         let rows = client.query(&stmt, &[&document.0]).await?;
-        Ok(rows.iter().map(connection).collect())
+        Ok(rows.iter().map(with_standing).collect())
     }
 }

@@ -188,7 +188,7 @@ mod port {
     use crate::message::Envelope;
     use crate::model::{
         Collaborator, CollaboratorChange, Connection, Document, DocumentInfo, OpsPage, Role,
-        Session, SnapshotMeta,
+        Session, SnapshotMeta, Standing,
     };
     use crate::store::{
         Access, Appended, DocumentStore, Loaded, NewDocument, OutboxHealth, OutboxRow, Plan, Tail,
@@ -345,10 +345,13 @@ mod port {
         async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
             self.remove_connection_impl(id).await
         }
-        async fn connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
+        async fn connection(&self, id: &str) -> Result<Option<(Connection, Standing)>, AppError> {
             self.connection_impl(id).await
         }
-        async fn connections(&self, document: DocumentId) -> Result<Vec<Connection>, AppError> {
+        async fn connections(
+            &self,
+            document: DocumentId,
+        ) -> Result<Vec<(Connection, Standing)>, AppError> {
             self.connections_impl(document).await
         }
         async fn claim_outbox(
