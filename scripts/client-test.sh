@@ -21,7 +21,7 @@ GW_PORT="$(free_port)"
 export AUTH_LOCAL_SECRET="client-test-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 TOPIC="$(sns_topic collab-ops)"
 DB="collab_client_$$"
-DB_URL="$(fresh_db "$DB")"
+DB_URL="$(migrated_db "$(fresh_db "$DB")")"
 cleanup() {
     for pid in "${WATCH_PID:-}" "${GW_PID:-}"; do
         [ -n "$pid" ] || continue

@@ -61,7 +61,10 @@ for i in $(seq "$N"); do
     psql "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
     log "replica $i: database $db, functions on 127.0.0.1:$port (log: .dev/watch-$i.log)"
     # A low COMPACT_AFTER so the page's history shows snapshots after a few edits.
-    env DATABASE_URL="${DATABASE_URL%/*}/$db" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
+    # The deploy step first (migrations as the administrator, the functions' login), then the
+    # functions connect with that login, as in AWS.
+    app_url="$(migrated_db "${DATABASE_URL%/*}/$db")"
+    env DATABASE_URL="$app_url" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
         COMPACT_AFTER="${COMPACT_AFTER:-100}" \
         WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((BASE + 100 + i))/dev" \
         cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$DEV/watch-$i.log" 2>&1 &

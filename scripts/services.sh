@@ -3,6 +3,7 @@
 # dev.sh; every function prints what it did on stderr and exports what the rest needs.
 #
 #   ensure_venv          .venv with cargo-lambda, moto[server], cfn-lint, aws-sam-cli, schemathesis
+#   migrated_db URL      runs the migrate step on URL, prints the functions' login URL
 #   ensure_postgres      DATABASE_URL answering: the one given, the local server, or a private
 #                        cluster under .dev/pg (initdb + pg_ctl; as the postgres user when root)
 #   ensure_moto          a moto server on 127.0.0.1 (AWS_ENDPOINT_URL) and fake credentials
@@ -153,6 +154,19 @@ fresh_db() {
     printf '%s/%s\n' "${DATABASE_URL%/*}" "$1"
 }
 drop_db() { psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" || true; }
+
+# The deploy step, as in AWS: migrates the database at URL $1 as the administrator and makes
+# the functions' login (role collab_app: reads and writes, cannot change the schema); prints
+# the URL the functions connect with. Local servers trust local connections, so the password
+# is only there to mirror AWS.
+APP_DB_USER="${APP_DB_USER:-collab_fn}"
+migrated_db() {
+    (cd "$ROOT" && env DATABASE_URL="$1" APP_DB_USER="$APP_DB_USER" APP_DB_PASSWORD=local-dev-only \
+        cargo run --quiet -p migrate) >&2
+    local rest="${1#postgres://}"
+    rest="${rest#*@}"
+    printf 'postgres://%s:local-dev-only@%s\n' "$APP_DB_USER" "$rest"
+}
 
 # For scripts that drive the api under `cargo lambda watch` as one user: set API and TOKEN.
 # api_call METHOD PATH [BODY] prints the body of a 2xx answer and fails on anything else.

@@ -15,7 +15,7 @@ PORT="$(free_port)"
 export AUTH_LOCAL_SECRET="smoke-$(date +%s)-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 TOPIC="$(sns_topic collab-ops)"
 DB="collab_smoke_$$"
-SMOKE_DB_URL="$(fresh_db "$DB")"
+SMOKE_DB_URL="$(migrated_db "$(fresh_db "$DB")")"
 cleanup() {
     [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null && wait "$WATCH_PID" 2>/dev/null
     drop_db "$DB"

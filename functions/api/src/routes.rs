@@ -227,20 +227,19 @@ async fn open_session<P: EventPublisher + 'static>(
     p: Params,
     Query(q): Query<SessionQuery>,
 ) -> Result<Response> {
-    let (mut want_text, mut want_snapshot) = (true, true);
-    for part in q.omit.as_deref().unwrap_or("").split(',').map(str::trim) {
-        match part {
-            "" => {}
-            "text" => want_text = false,
-            "snapshot" => want_snapshot = false,
-            other => {
-                return Err(AppError::BadRequest(format!(
-                    "omit={other:?}: only `text` and `snapshot` can be left out"
-                ))
-                .into());
-            }
+    // Exactly the documented values (an empty or repeated part is a mistake worth naming).
+    let (want_text, want_snapshot) = match q.omit.as_deref() {
+        None => (true, true),
+        Some("text") => (false, true),
+        Some("snapshot") => (true, false),
+        Some("text,snapshot" | "snapshot,text") => (false, false),
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "omit={other:?}: it is `text`, `snapshot` or `text,snapshot`"
+            ))
+            .into());
         }
-    }
+    };
     let v = app
         .service
         .open_session_with(p.doc()?, &user, want_text, want_snapshot)

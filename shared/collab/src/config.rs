@@ -117,6 +117,98 @@ fn parse<T: FromStr>(var: &'static str, value: &str, what: &str) -> Result<T, Co
     })
 }
 
+/// The PostgreSQL connection settings alone, from `DATABASE_URL`, or `DB_HOST`, `DB_NAME`,
+/// `DB_PORT`, `DB_USER`, `DB_PSW` (or `DB_SECRET_ARN` for the credentials), and `DB_SSLMODE`:
+/// what every function reads, and all the migrate step needs.
+pub fn database_from_lookup(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<tokio_postgres::Config, ConfigError> {
+    let required = |var: &'static str| {
+        get(var).ok_or(ConfigError {
+            var,
+            problem: "is not set".into(),
+        })
+    };
+    let mut database = match get("DATABASE_URL") {
+        Some(url) => tokio_postgres::Config::from_str(&url).map_err(|e| ConfigError {
+            var: "DATABASE_URL",
+            problem: format!("is not a PostgreSQL URL ({e})"),
+        })?,
+        None => {
+            let host = get("DB_HOST").ok_or(ConfigError {
+                var: "DATABASE_URL",
+                problem: "is not set (nor DB_HOST, DB_USER, DB_PSW, DB_NAME)".into(),
+            })?;
+            let mut c = tokio_postgres::Config::new();
+            c.host(&host).dbname(&required("DB_NAME")?);
+            match get("DB_USER") {
+                Some(user) => {
+                    c.user(user);
+                }
+                None if get("DB_SECRET_ARN").is_some() => {}
+                None => {
+                    return Err(ConfigError {
+                        var: "DB_USER",
+                        problem: "is not set (nor DB_SECRET_ARN)".into(),
+                    });
+                }
+            }
+            if let Some(p) = get("DB_PSW") {
+                c.password(p);
+            }
+            if let Some(port) = get("DB_PORT") {
+                c.port(parse("DB_PORT", &port, "a port number")?);
+            }
+            c
+        }
+    };
+    if let Some(mode) = get("DB_SSLMODE") {
+        database.ssl_mode(match mode.as_str() {
+            "disable" => tokio_postgres::config::SslMode::Disable,
+            "prefer" => tokio_postgres::config::SslMode::Prefer,
+            "require" => tokio_postgres::config::SslMode::Require,
+            other => {
+                return Err(ConfigError {
+                    var: "DB_SSLMODE",
+                    problem: format!("{other:?} is not disable, prefer or require"),
+                });
+            }
+        });
+    }
+    Ok(database)
+}
+
+/// The `username` and `password` of the Secrets Manager secret `arn` (named by `var` in
+/// errors), read once at start.
+pub async fn read_db_secret(
+    region: &str,
+    endpoint: Option<&str>,
+    arn: &str,
+    var: &'static str,
+) -> Result<(String, String), ConfigError> {
+    let fail = |problem: String| ConfigError { var, problem };
+    let loader = aws_loader(region, endpoint);
+    let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "cannot be read: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            ))
+        })?;
+    let json: serde_json::Value = serde_json::from_str(out.secret_string().unwrap_or_default())
+        .map_err(|_| fail("is not a JSON secret".into()))?;
+    let field = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok((
+        field("username").ok_or_else(|| fail("has no `username`".into()))?,
+        field("password").ok_or_else(|| fail("has no `password`".into()))?,
+    ))
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -131,53 +223,7 @@ impl Config {
                 problem: "is not set".into(),
             })
         };
-        let database = match get("DATABASE_URL") {
-            Some(url) => tokio_postgres::Config::from_str(&url).map_err(|e| ConfigError {
-                var: "DATABASE_URL",
-                problem: format!("is not a PostgreSQL URL ({e})"),
-            })?,
-            None => {
-                let host = get("DB_HOST").ok_or(ConfigError {
-                    var: "DATABASE_URL",
-                    problem: "is not set (nor DB_HOST, DB_USER, DB_PSW, DB_NAME)".into(),
-                })?;
-                let mut c = tokio_postgres::Config::new();
-                c.host(&host).dbname(&required("DB_NAME")?);
-                match get("DB_USER") {
-                    Some(user) => {
-                        c.user(user);
-                    }
-                    None if get("DB_SECRET_ARN").is_some() => {}
-                    None => {
-                        return Err(ConfigError {
-                            var: "DB_USER",
-                            problem: "is not set (nor DB_SECRET_ARN)".into(),
-                        });
-                    }
-                }
-                if let Some(p) = get("DB_PSW") {
-                    c.password(p);
-                }
-                if let Some(port) = get("DB_PORT") {
-                    c.port(parse("DB_PORT", &port, "a port number")?);
-                }
-                c
-            }
-        };
-        let mut database = database;
-        if let Some(mode) = get("DB_SSLMODE") {
-            database.ssl_mode(match mode.as_str() {
-                "disable" => tokio_postgres::config::SslMode::Disable,
-                "prefer" => tokio_postgres::config::SslMode::Prefer,
-                "require" => tokio_postgres::config::SslMode::Require,
-                other => {
-                    return Err(ConfigError {
-                        var: "DB_SSLMODE",
-                        problem: format!("{other:?} is not disable, prefer or require"),
-                    });
-                }
-            });
-        }
+        let database = database_from_lookup(&get)?;
         let replica: u16 = parse("REPLICA_ID", &required("REPLICA_ID")?, "an integer")?;
         if replica > ReplicaId::MAX {
             return Err(ConfigError {
@@ -239,30 +285,15 @@ impl Config {
         let Some(arn) = self.db_secret_arn.clone() else {
             return Ok(());
         };
-        let fail = |problem: String| ConfigError {
-            var: "DB_SECRET_ARN",
-            problem,
-        };
-        let loader = aws_loader(&self.aws_region, self.endpoint_url.as_deref());
-        let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
-        let out = client
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .map_err(|e| {
-                fail(format!(
-                    "cannot be read: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                ))
-            })?;
-        let json: serde_json::Value = serde_json::from_str(out.secret_string().unwrap_or_default())
-            .map_err(|_| fail("is not a JSON secret".into()))?;
-        let field = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        self.database
-            .user(field("username").ok_or_else(|| fail("has no `username`".into()))?);
-        self.database
-            .password(field("password").ok_or_else(|| fail("has no `password`".into()))?);
+        let (user, password) = read_db_secret(
+            &self.aws_region,
+            self.endpoint_url.as_deref(),
+            &arn,
+            "DB_SECRET_ARN",
+        )
+        .await?;
+        self.database.user(user);
+        self.database.password(password);
         Ok(())
     }
 }

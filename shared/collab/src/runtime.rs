@@ -1,5 +1,5 @@
 //! What every function builds once per container, from the environment: the checked
-//! configuration, the migrated store, and the service over them.
+//! configuration, the store (its schema version checked), and the service over them.
 
 use crate::realtime::{ApiGatewayPoster, push_hook};
 use crate::{Config, PgDocumentStore, Service, Settings, SnsPublisher};
@@ -14,7 +14,7 @@ pub type PgService = Service<PgDocumentStore, SnsPublisher>;
 pub struct Runtime {
     /// The configuration, with the database secret resolved.
     pub config: Config,
-    /// The pool, migrated.
+    /// The pool, its schema checked.
     pub store: PgDocumentStore,
     /// PostToConnection client, when `WS_MANAGEMENT_ENDPOINT` is set.
     pub poster: Option<ApiGatewayPoster>,
@@ -24,7 +24,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// Reads and checks the environment (naming any bad variable), resolves the database secret,
-    /// connects the pool, runs the migrations and builds the SNS and WebSocket clients.
+    /// connects the pool, checks the schema version (one query; the migrations run in the deploy
+    /// step) and builds the SNS and WebSocket clients.
     pub async fn from_env() -> Result<Self, BoxError> {
         let mut config = Config::from_env()?;
         config.resolve_secret().await?;
@@ -33,7 +34,8 @@ impl Runtime {
             ..Default::default()
         };
         let store = PgDocumentStore::connect_with(&config.database, config.pool_size, waits)?;
-        store.migrate().await?;
+        // The schema is migrated by the deploy step; the functions' role could not do it.
+        store.check_schema().await?;
         let publisher = SnsPublisher::from_config(&config).await;
         let mut service = Service::new(store.clone(), publisher, Settings::from_config(&config));
         let poster = match &config.ws_management_endpoint {

@@ -46,6 +46,13 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 impl TestDb {
     /// Creates an empty database and applies the migrations.
     pub async fn new() -> Result<TestDb, AppError> {
+        let db = Self::empty().await?;
+        db.store(1)?.migrate().await?;
+        Ok(db)
+    }
+
+    /// Creates an empty database, not migrated (for the migrate step's own tests).
+    pub async fn empty() -> Result<TestDb, AppError> {
         let name = format!(
             "collab_test_{}_{}_{}",
             std::process::id(),
@@ -59,9 +66,7 @@ impl TestDb {
         admin_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
         let mut config = admin_config();
         config.dbname(&name);
-        let db = TestDb { name, config };
-        db.store(1)?.migrate().await?;
-        Ok(db)
+        Ok(TestDb { name, config })
     }
 
     /// Connection settings of the database.

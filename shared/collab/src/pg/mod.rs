@@ -138,10 +138,14 @@ impl PgDocumentStore {
         &self.pool
     }
 
-    /// Applies the migrations that have not run yet. Containers starting together take turns
-    /// through an advisory lock.
-    pub async fn migrate(&self) -> Result<(), AppError> {
+    /// Applies the migrations that have not run yet; returns the versions applied. Runs as the
+    /// administrator in the deploy step (the `migrate` function), never in the functions, whose
+    /// role cannot change the schema; concurrent runs take turns through an advisory lock.
+    pub async fn migrate(&self) -> Result<Vec<i32>, AppError> {
         let mut client = self.pool.get().await?;
+        // A migration may rewrite a large table: no statement timeout for this session (behind
+        // RDS Proxy, its InitQuery sets one).
+        client.batch_execute("SET statement_timeout = 0").await?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
@@ -151,7 +155,77 @@ impl PgDocumentStore {
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await?;
-        result.map_err(|e| AppError::Internal(format!("migrations failed: {e}")))?;
+        let report = result.map_err(|e| AppError::Internal(format!("migrations failed: {e}")))?;
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.version() as i32)
+            .collect())
+    }
+
+    /// The schema version this build needs: its latest migration.
+    pub fn needed_schema_version() -> i32 {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| m.version() as i32)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The database's schema version (its latest applied migration; 0 before any), in one
+    /// query.
+    pub async fn schema_version(&self) -> Result<i32, AppError> {
+        let client = self.pool.get().await?;
+        match client
+            .query_one(
+                "SELECT COALESCE(max(version), 0)::int4 FROM refinery_schema_history",
+                &[],
+            )
+            .await
+        {
+            Ok(row) => Ok(row.get(0)),
+            // No history table: never migrated.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What a function checks at start instead of migrating: the schema is at least the
+    /// version this build needs (a newer one is fine while a deploy rolls out, since migrations
+    /// only add). Behind, it fails naming both versions and the fix.
+    pub async fn check_schema(&self) -> Result<i32, AppError> {
+        let (have, need) = (self.schema_version().await?, Self::needed_schema_version());
+        if have < need {
+            return Err(AppError::Internal(format!(
+                "the database schema is at version {have}, this build needs {need}: run the migrate step (the Migrate custom resource in AWS; `cargo run -p migrate` locally)"
+            )));
+        }
+        Ok(have)
+    }
+
+    /// Makes `user` a login of the functions' role `collab_app` (reads and writes the tables,
+    /// cannot change the schema) with `password`, creating it or resetting its password. The
+    /// statement is built by PostgreSQL's `format` (`%I`, `%L`), so neither value can inject SQL.
+    pub async fn ensure_app_login(&self, user: &str, password: &str) -> Result<(), AppError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT format(CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = $1)
+                                    THEN 'ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L'
+                                    ELSE 'CREATE ROLE %I WITH LOGIN PASSWORD %L' END, $1::text, $2::text),
+                        format('GRANT collab_app TO %I', $1::text),
+                        $1::text = current_user",
+                &[&user, &password],
+            )
+            .await?;
+        if row.get::<_, bool>(2) {
+            return Err(AppError::BadRequest(format!(
+                "the functions' login {user:?} must not be the administrator the migrations run as"
+            )));
+        }
+        client.batch_execute(row.get::<_, &str>(0)).await?;
+        client.batch_execute(row.get::<_, &str>(1)).await?;
         Ok(())
     }
 }
