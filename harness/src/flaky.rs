@@ -242,6 +242,13 @@ impl<S: DocumentStore> DocumentStore for FlakyStore<S> {
     async fn expire_keys(&self) -> Result<u64, AppError> {
         self.inner.expire_keys().await
     }
+    async fn expire_waiting(
+        &self,
+        replica: ReplicaId,
+        max_age_secs: i64,
+    ) -> Result<Vec<DocumentId>, AppError> {
+        self.inner.expire_waiting(replica, max_age_secs).await
+    }
     async fn outbox_len(&self) -> Result<i64, AppError> {
         self.inner.outbox_len().await
     }

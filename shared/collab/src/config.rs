@@ -48,6 +48,9 @@ pub struct Limits {
     /// that would leave more waiting is refused (413). A well-behaved client sends its ops in
     /// order and never has any waiting; the cap keeps a flooding one to a small corner.
     pub max_waiting_per_session: usize,
+    /// How long (seconds) a client session's op may wait for its causes before the outbox
+    /// sweep drops it (a well-behaved client's ops never wait).
+    pub max_waiting_age_secs: i64,
     /// The CRDT's own limits, with the waiting buffer split by replica (see
     /// [`Limits::crdt_default`]).
     pub crdt: rga::Limits,
@@ -74,6 +77,7 @@ impl Default for Limits {
             max_batch_ops: 1000,
             max_document_chars: 1 << 21,
             max_waiting_per_session: 1000,
+            max_waiting_age_secs: 3600,
             crdt: Limits::crdt_default(),
         }
     }

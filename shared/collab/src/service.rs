@@ -165,6 +165,8 @@ pub struct Sweep {
     pub stopped: bool,
     /// What the outbox holds afterwards (its oldest unsent age is the replication backlog).
     pub health: crate::store::OutboxHealth,
+    /// Documents whose expired client ops waiting for their causes were dropped.
+    pub expired_waiting: usize,
 }
 
 /// The use-cases over a store and a publisher.
@@ -950,6 +952,30 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             Ok(n) => tracing::info!(expired = n, "idempotency keys expired"),
             Err(e) => tracing::warn!(error = %e, "expiring idempotency keys failed"),
         }
+        let limits = &self.settings.limits;
+        let expired_waiting = match self
+            .store
+            .expire_waiting(self.settings.replica, limits.max_waiting_age_secs)
+            .await
+        {
+            Ok(docs) => {
+                for d in &docs {
+                    // The cached replica still holds them as waiting: reload it.
+                    self.cache.forget(*d);
+                }
+                if !docs.is_empty() {
+                    tracing::info!(
+                        documents = docs.len(),
+                        "expired client ops waiting for their causes"
+                    );
+                }
+                docs.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring waiting ops failed");
+                0
+            }
+        };
         let health = self.store.outbox_health().await?;
         if health.parked > 0 || stopped {
             tracing::warn!(
@@ -964,6 +990,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             published,
             stopped,
             health,
+            expired_waiting,
         })
     }
 

@@ -377,6 +377,15 @@ pub trait DocumentStore: Send + Sync {
     /// Deletes expired idempotency keys; returns how many.
     fn expire_keys(&self) -> impl Future<Output = Result<u64, AppError>> + Send;
 
+    /// Deletes the waiting ops of `replica`'s own sessions (client-submitted: their site ids
+    /// carry the replica in the high bits) that have waited longer than `max_age_secs`; returns
+    /// the documents they were on. Other replicas' ops are left to wait for their causes.
+    fn expire_waiting(
+        &self,
+        replica: ReplicaId,
+        max_age_secs: i64,
+    ) -> impl Future<Output = Result<Vec<DocumentId>, AppError>> + Send;
+
     /// Rows in the outbox (for tests and health checks).
     fn outbox_len(&self) -> impl Future<Output = Result<i64, AppError>> + Send;
 }

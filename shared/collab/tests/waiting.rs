@@ -110,3 +110,86 @@ async fn a_client_flooding_its_waiting_ops_cannot_block_a_remote_op() {
         "the remote ops applied: {text:?}"
     );
 }
+
+#[tokio::test]
+async fn a_clients_ops_that_wait_too_long_expire_in_the_sweep_and_free_their_share() {
+    let db = TestDb::new().await.unwrap();
+    let svc = service(db.store(2).unwrap());
+    let alice = UserId("alice".into());
+    let id = svc
+        .create_document(&alice, "expiry.rs", Some("x"))
+        .await
+        .unwrap()
+        .document
+        .id;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let s = svc.open_session(id, &alice).await.unwrap().session.site;
+        let five: Vec<Op> = (2..7).map(|seq| insert(s, seq, "w")).collect();
+        svc.apply_ops(id, &alice, s, five).await.unwrap();
+        sessions.push(s);
+    }
+    // A remote op of replica 2 waits too.
+    let (document, _) = svc.authorize(id, &alice, Role::Viewer).await.unwrap();
+    let remote = site_id(ReplicaId(2), 1);
+    svc.integrate(Envelope {
+        origin: ReplicaId(2),
+        body: Broadcast::Ops {
+            document: document.info(),
+            ops: vec![insert(remote, 7, "late ")],
+        },
+    })
+    .await
+    .unwrap();
+    // The group's share is used up.
+    let s = svc.open_session(id, &alice).await.unwrap().session.site;
+    let five: Vec<Op> = (2..7).map(|seq| insert(s, seq, "w")).collect();
+    assert!(svc.apply_ops(id, &alice, s, five.clone()).await.is_err());
+    // Two hours pass for everything that waits.
+    let (client, conn) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE waiting_ops SET received_at = now() - interval '2 hours'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let sweep = svc.sweep_outbox(0).await.unwrap();
+    assert_eq!(sweep.expired_waiting, 1, "one document had expired ops");
+    let left: Vec<i64> = client
+        .query("SELECT sid FROM waiting_ops", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        vec![remote.0 as i64],
+        "only the remote op still waits"
+    );
+    // The share is free again, and the remote op still applies when its cause comes.
+    assert_eq!(
+        svc.apply_ops(id, &alice, s, five)
+            .await
+            .unwrap()
+            .pending
+            .len(),
+        5
+    );
+    svc.integrate(Envelope {
+        origin: ReplicaId(2),
+        body: Broadcast::Ops {
+            document: document.info(),
+            ops: vec![insert(remote, 1, "early ")],
+        },
+    })
+    .await
+    .unwrap();
+    let text = svc.get_document(id, &alice).await.unwrap().text;
+    assert!(
+        text.contains("late ") && text.contains("early "),
+        "{text:?}"
+    );
+}

@@ -460,6 +460,13 @@ mod port {
         async fn expire_keys(&self) -> Result<u64, AppError> {
             self.expire_keys_impl().await
         }
+        async fn expire_waiting(
+            &self,
+            replica: ReplicaId,
+            max_age_secs: i64,
+        ) -> Result<Vec<DocumentId>, AppError> {
+            self.expire_waiting_impl(replica, max_age_secs).await
+        }
         async fn outbox_len(&self) -> Result<i64, AppError> {
             self.outbox_len_impl().await
         }

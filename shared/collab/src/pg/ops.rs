@@ -907,6 +907,31 @@ impl PgDocumentStore {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    pub(crate) async fn expire_waiting_impl(
+        &self,
+        replica: crate::ids::ReplicaId,
+        max_age_secs: i64,
+    ) -> Result<Vec<DocumentId>, AppError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "DELETE FROM waiting_ops
+                 WHERE received_at < now() - make_interval(secs => $2::float8)
+                   AND (sid >> $3::int4) = $1::int8
+                 RETURNING document_id",
+                &[
+                    &(replica.0 as i64),
+                    &(max_age_secs as f64),
+                    &(crate::ids::SITE_COUNTER_BITS as i32),
+                ],
+            )
+            .await?;
+        let mut docs: Vec<DocumentId> = rows.iter().map(|r| DocumentId(r.get(0))).collect();
+        docs.sort_by_key(|d| d.0);
+        docs.dedup();
+        Ok(docs)
+    }
+
     pub(crate) async fn expire_keys_impl(&self) -> Result<u64, AppError> {
         let client = self.pool.get().await?;
         Ok(client
