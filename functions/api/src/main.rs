@@ -9,5 +9,6 @@ use collab::Runtime;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let runtime = Runtime::from_env().await?;
+    collab::metrics::init("api", runtime.config.replica.0);
     lambda_http::run(router(App::new(runtime.service, AuthConfig::from_env()?))).await
 }

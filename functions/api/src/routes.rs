@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use collab::model::{Collaborator, Document, Role, SnapshotMeta};
 use collab::publisher::EventPublisher;
-use collab::{AppError, DocumentId, UserId};
+use collab::{AppError, DocumentId, PgDocumentStore, UserId};
 use rga::{CharId, Op, SiteId, Splice, VersionVector};
 
 use crate::App;
@@ -28,6 +28,7 @@ type Result<T> = std::result::Result<T, ApiError>;
 /// The API's routes over `app`.
 pub fn router<P: EventPublisher + 'static>(app: Arc<App<P>>) -> Router {
     Router::new()
+        .route("/health", get(health::<P>))
         .route("/documents", post(create::<P>).get(list::<P>))
         .route(
             "/documents/{id}",
@@ -53,6 +54,30 @@ pub fn router<P: EventPublisher + 'static>(app: Arc<App<P>>) -> Router {
             ))
         })
         .with_state(app)
+}
+
+/// `GET /health` (no authentication): the build's version, the schema version against the one
+/// it needs, and whether the database answers, within the store's bounded waits. 200 when the
+/// replica can serve, 503 otherwise; no detail of the failure is shown.
+async fn health<P: EventPublisher + 'static>(State(app): State<Arc<App<P>>>) -> Response {
+    let needed = PgDocumentStore::needed_schema_version();
+    let (status, database, schema) = match app.service.store().schema_version().await {
+        Ok(v) if v >= needed => (StatusCode::OK, "reachable", Some(v)),
+        Ok(v) => (StatusCode::SERVICE_UNAVAILABLE, "reachable", Some(v)),
+        Err(e) => {
+            tracing::warn!(error = %e, "health: the database did not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "unreachable", None)
+        }
+    };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "replica": app.service.settings().replica,
+        "database": database,
+        "schema_version": schema,
+        "schema_needed": needed,
+    });
+    json(status, &body)
 }
 
 /// Path parameters, in order; a failure is a JSON 400.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use api::{App, AuthConfig, router};
 use collab::store::DocumentStore;
 use collab::testing::{ChannelPublisher, TestDb};
-use collab::{Limits, ReplicaId, Service, Settings};
+use collab::{Limits, PgDocumentStore, ReplicaId, Service, Settings};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -694,4 +694,39 @@ async fn a_session_answer_leaves_out_what_the_client_does_not_need() {
         let (s, b) = fixture("open_session").doc(&id).query(bad).send(&api).await;
         assert_eq!((s, b["error"].as_str()), (400, Some("malformed")), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn health_needs_no_token_and_reports_the_schema_and_an_unreachable_database() {
+    let api = api().await;
+    let (s, b) = fixture("health").send(&api).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "ok");
+    assert_eq!(b["database"], "reachable");
+    assert_eq!(b["schema_version"], b["schema_needed"]);
+    assert_eq!(b["version"], env!("CARGO_PKG_VERSION"));
+    // A database that does not answer: 503 quickly, no detail.
+    let mut config = collab::config::PgConfig::new();
+    config
+        .host("127.0.0.1")
+        .port(1)
+        .user("postgres")
+        .dbname("postgres");
+    let service = Service::new(
+        PgDocumentStore::connect(&config, 1).unwrap(),
+        ChannelPublisher::new(),
+        settings(Limits::default()),
+    );
+    let down = Api {
+        _db: TestDb::new().await.unwrap(),
+        app: App::new(service, AuthConfig::default()),
+        publisher: ChannelPublisher::new(),
+    };
+    let (s, b) = fixture("health").send(&down).await;
+    assert_eq!(s, 503, "{b}");
+    assert_eq!(
+        (b["status"].as_str(), b["database"].as_str()),
+        (Some("unavailable"), Some("unreachable"))
+    );
+    assert!(b["schema_version"].is_null());
 }

@@ -75,6 +75,32 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
 
     async fn integrate(&self, event: SnsEvent) -> Result<Report, AppError> {
         let mut report = Report::default();
+        let report = {
+            let r = self.integrate_records(event, &mut report).await;
+            if report.dropped > 0 {
+                collab::metrics::emit(&[
+                    (
+                        "DroppedMessages",
+                        report.dropped as f64,
+                        collab::metrics::Unit::Count,
+                    ),
+                    (
+                        "ForgedMessages",
+                        report.forged as f64,
+                        collab::metrics::Unit::Count,
+                    ),
+                ]);
+            }
+            r.map(|()| report)?
+        };
+        Ok(report)
+    }
+
+    async fn integrate_records(
+        &self,
+        event: SnsEvent,
+        report: &mut Report,
+    ) -> Result<(), AppError> {
         for record in event.records {
             let sns = record.sns;
             if sns.topic_arn != self.topic_arn {
@@ -114,8 +140,26 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
                 report.forged += 1;
                 continue;
             }
+            let ops = match &envelope.body {
+                collab::message::Broadcast::Ops { ops, .. } => ops.len(),
+                _ => 0,
+            };
             match self.service.integrate(envelope).await {
-                Ok(()) => report.integrated += 1,
+                Ok(()) => {
+                    report.integrated += 1;
+                    // Lag from SNS's publish time (for a row the sweep republished, from then).
+                    let lag = (chrono::Utc::now() - sns.timestamp)
+                        .num_milliseconds()
+                        .max(0);
+                    collab::metrics::emit(&[
+                        ("OpsApplied", ops as f64, collab::metrics::Unit::Count),
+                        (
+                            "IntegrateLagMilliseconds",
+                            lag as f64,
+                            collab::metrics::Unit::Milliseconds,
+                        ),
+                    ]);
+                }
                 Err(e) if e.is_transient() => {
                     tracing::error!(message_id = %sns.message_id, error = %e, "transient failure; the invocation fails and is retried");
                     return Err(e);
@@ -126,6 +170,6 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 }

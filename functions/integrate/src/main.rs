@@ -11,6 +11,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let runtime = Runtime::from_env().await?;
+    collab::metrics::init("integrate", runtime.config.replica.0);
     let integrator = Integrator {
         service: runtime.service,
         topic_arn: runtime.config.sns_topic.clone(),

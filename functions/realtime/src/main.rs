@@ -12,6 +12,7 @@ use realtime::Realtime;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let runtime = Runtime::from_env().await?;
+    collab::metrics::init("realtime", runtime.config.replica.0);
     let poster = runtime
         .poster
         .ok_or("environment variable WS_MANAGEMENT_ENDPOINT: is not set")?;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod message;
+pub mod metrics;
 pub mod model;
 pub mod pg;
 pub mod publisher;

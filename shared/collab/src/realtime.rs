@@ -439,6 +439,7 @@ pub async fn broadcast<S: DocumentStore, C: ConnectionPoster>(
                     }
                     Err(PostError::Other(e)) => {
                         tracing::warn!(connection = %c.id, error = %e, "push failed");
+                        crate::metrics::count("PushFailures", 1);
                         return;
                     }
                 }

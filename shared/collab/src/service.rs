@@ -7,6 +7,7 @@
 //! published after commit; if publishing fails the outbox row stays for the sweep.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use chrono::Utc;
 use rga::{CharId, Op, Rga, SiteId, Splice, Status, VersionVector};
@@ -18,6 +19,7 @@ use crate::config::{Config, Limits};
 use crate::error::{AppError, op_error};
 use crate::ids::{DocumentId, ReplicaId, UserId, site_id};
 use crate::message::{Broadcast, Envelope, SNS_MAX_BYTES, split};
+use crate::metrics::Unit;
 use crate::model::{
     Collaborator, CollaboratorChange, Document, DocumentInfo, OpsPage, Role, Session, SnapshotMeta,
 };
@@ -605,6 +607,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         ops: Vec<Op>,
         key: Option<&RequestKey>,
     ) -> Result<OpsOutcome, AppError> {
+        let started = Instant::now();
         if ops.len() > self.settings.limits.max_batch_ops {
             return Err(AppError::TooLarge(format!(
                 "at most {} ops per request",
@@ -671,6 +674,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             Err(e) => return Err(e),
         };
         self.compact_if_due(id).await;
+        crate::metrics::emit(&[
+            ("EditLatency", ms_since(started), Unit::Milliseconds),
+            ("OpsApplied", outcome.applied as f64, Unit::Count),
+            ("OpsWaiting", outcome.pending.len() as f64, Unit::Count),
+        ]);
         Ok(outcome)
     }
 
@@ -737,6 +745,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         key: Option<&RequestKey>,
         include_text: bool,
     ) -> Result<EditsOutcome, AppError> {
+        let started = Instant::now();
         if edits.len() > self.settings.limits.max_batch_ops {
             return Err(AppError::TooLarge(format!(
                 "at most {} edits per request",
@@ -779,6 +788,10 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         if include_text && outcome.text.is_none() {
             outcome.text = Some(self.read(id, Rga::text).await?);
         }
+        crate::metrics::emit(&[
+            ("EditLatency", ms_since(started), Unit::Milliseconds),
+            ("OpsApplied", outcome.ops.len() as f64, Unit::Count),
+        ]);
         Ok(outcome)
     }
 
@@ -977,6 +990,15 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             }
         };
         let health = self.store.outbox_health().await?;
+        crate::metrics::emit(&[
+            ("OutboxBacklog", health.unsent as f64, Unit::Count),
+            (
+                "OutboxOldestAgeSeconds",
+                health.oldest_unsent_secs as f64,
+                Unit::Seconds,
+            ),
+            ("OutboxParked", health.parked as f64, Unit::Count),
+        ]);
         if health.parked > 0 || stopped {
             tracing::warn!(
                 published,
@@ -1011,6 +1033,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         for message in split(envelope, SNS_MAX_BYTES) {
             if let Err(e) = self.publisher.publish(&message).await {
                 tracing::warn!(outbox = id, error = %e, "publish failed; the sweep will retry");
+                crate::metrics::count("PublishFailures", 1);
                 match self.store.outbox_failed(id, &e.to_string()).await {
                     Ok(true) => tracing::error!(
                         outbox = id,
@@ -1110,6 +1133,14 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     {
         let slot = self.cache.slot(doc.id);
         let mut guard = slot.lock().await;
+        crate::metrics::count(
+            if guard.is_none() {
+                "CacheMisses"
+            } else {
+                "CacheHits"
+            },
+            1,
+        );
         if guard.is_none()
             && let Err(e) = self.refresh(doc.id, &mut guard).await
         {
@@ -1286,6 +1317,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
         outbox.map(|(id, _)| id)
     }
+}
+
+/// Milliseconds since `t`, for the latency metrics.
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// A request's key, its user, and how to turn its answer into the JSON recorded with it.
