@@ -69,21 +69,27 @@ impl<P: Send + Sync + 'static> FromRequestParts<Arc<App<P>>> for Caller {
         parts: &mut Parts,
         app: &Arc<App<P>>,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(sub) = authorizer_subject(parts).filter(|s| !s.is_empty()) {
-            return Ok(Caller(UserId(sub)));
-        }
-        match &app.auth.local_secret {
-            Some(secret) => {
-                let header = parts
-                    .headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                verify_local(secret, header).map(Caller)
+        let caller = if let Some(sub) = authorizer_subject(parts).filter(|s| !s.is_empty()) {
+            Ok(Caller(UserId(sub)))
+        } else {
+            match &app.auth.local_secret {
+                Some(secret) => {
+                    let header = parts
+                        .headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    verify_local(secret, header).map(Caller)
+                }
+                None => Err(unauthorized(
+                    "no credentials: the request carries no authorizer claims",
+                )),
             }
-            None => Err(unauthorized(
-                "no credentials: the request carries no authorizer claims",
-            )),
+        };
+        // Every log line of the request names its user (the request span's `user` field).
+        if let Ok(Caller(user)) = &caller {
+            tracing::Span::current().record("user", user.0.as_str());
         }
+        caller
     }
 }
 

@@ -47,6 +47,7 @@ pub fn router<P: EventPublisher + 'static>(app: Arc<App<P>>) -> Router {
             "/documents/{id}/collaborators/{user}",
             put(set_collaborator::<P>).delete(remove_collaborator::<P>),
         )
+        .layer(axum::middleware::from_fn(request_span))
         .fallback(|| async { ApiError(AppError::NotFound("no such route".into())) })
         .method_not_allowed_fallback(|| async {
             ApiError(AppError::BadRequest(
@@ -54,6 +55,36 @@ pub fn router<P: EventPublisher + 'static>(app: Arc<App<P>>) -> Router {
             ))
         })
         .with_state(app)
+}
+
+/// Runs the request inside a span naming its method, path, document and (once the caller is
+/// known) user, so that every log line of the request carries them; Lambda's runtime adds the
+/// request id. Bodies and texts are never logged.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let path = req.uri().path();
+    let document = path
+        .strip_prefix("/documents/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %path,
+        document = %document,
+        user = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "answered"
+        )
+    });
+    response
 }
 
 /// `GET /health` (no authentication): the build's version, the schema version against the one

@@ -69,8 +69,21 @@ fn protocol_token(req: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
 }
 
 impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<S, P, C> {
-    /// Handles one WebSocket event.
+    /// Handles one WebSocket event, inside a span naming the route, connection, document and
+    /// user (recorded once known), so every log line of the event carries them.
     pub async fn handle(&self, req: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "websocket",
+            route = req.request_context.route_key.as_deref().unwrap_or(""),
+            connection = req.request_context.connection_id.as_deref().unwrap_or(""),
+            document = tracing::field::Empty,
+            user = tracing::field::Empty,
+        );
+        self.handle_event(req).instrument(span).await
+    }
+
+    async fn handle_event(&self, req: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
         let route = req.request_context.route_key.clone().unwrap_or_default();
         let Some(connection) = req.request_context.connection_id.clone() else {
             return refuse(&AppError::BadRequest("no connection id".into()));
@@ -160,6 +173,7 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
     ) -> Result<ApiGatewayProxyResponse, AppError> {
         let (verified, protocol) = self.caller(req).await?;
         let user = verified.user;
+        tracing::Span::current().record("user", user.0.as_str());
         let raw = req.query_string_parameters.first("document").unwrap_or("");
         let document: DocumentId = raw
             .parse()
@@ -209,6 +223,9 @@ impl<S: DocumentStore + Clone, P: EventPublisher, C: ConnectionPoster> Realtime<
             .connection(connection)
             .await?
             .ok_or_else(|| AppError::NotFound("unknown connection".into()))?;
+        let span = tracing::Span::current();
+        span.record("document", c.document_id.to_string().as_str());
+        span.record("user", c.user_id.0.as_str());
         // Access ends where it matters: a connection whose user was removed, whose document
         // was deleted or whose token expired is told why and closed, whatever it sent.
         if end_if_not_reading(&self.store, &self.poster, &c, standing).await {
