@@ -75,25 +75,22 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
 
     async fn integrate(&self, event: SnsEvent) -> Result<Report, AppError> {
         let mut report = Report::default();
-        let report = {
-            let r = self.integrate_records(event, &mut report).await;
-            if report.dropped > 0 {
-                collab::metrics::emit(&[
-                    (
-                        "DroppedMessages",
-                        report.dropped as f64,
-                        collab::metrics::Unit::Count,
-                    ),
-                    (
-                        "ForgedMessages",
-                        report.forged as f64,
-                        collab::metrics::Unit::Count,
-                    ),
-                ]);
-            }
-            r.map(|()| report)?
-        };
-        Ok(report)
+        let outcome = self.integrate_records(event, &mut report).await;
+        if report.dropped > 0 {
+            collab::metrics::emit(&[
+                (
+                    "DroppedMessages",
+                    report.dropped as f64,
+                    collab::metrics::Unit::Count,
+                ),
+                (
+                    "ForgedMessages",
+                    report.forged as f64,
+                    collab::metrics::Unit::Count,
+                ),
+            ]);
+        }
+        outcome.map(|()| report)
     }
 
     async fn integrate_records(
@@ -125,17 +122,11 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
                 report.own += 1;
                 continue;
             }
-            // The attribute (what the subscription's filter policy routed on) and the body
-            // must name the same origin, and the body's claims must be that origin's.
-            let forged = match attribute {
-                Some(a) if a != envelope.origin.to_string() => Some(format!(
-                    "the replica_id attribute {a} disagrees with the origin {}",
-                    envelope.origin
-                )),
-                _ => envelope.forged(),
-            };
-            if let Some(why) = forged {
-                tracing::error!(message_id = %sns.message_id, origin = %envelope.origin, reason = %why, "forged replication message; dropped");
+            // The attribute (what the subscription's filter policy routed on) must name the
+            // body's origin; the body's own claims are checked by the use-case (Forged below).
+            if let Some(a) = attribute.filter(|a| *a != envelope.origin.to_string()) {
+                tracing::error!(message_id = %sns.message_id, origin = %envelope.origin, attribute = %a,
+                    "forged replication message: the replica_id attribute disagrees with the origin; dropped");
                 report.dropped += 1;
                 report.forged += 1;
                 continue;
@@ -159,6 +150,11 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
                             collab::metrics::Unit::Milliseconds,
                         ),
                     ]);
+                }
+                Err(AppError::Forged(why)) => {
+                    tracing::error!(message_id = %sns.message_id, reason = %why, "forged replication message; dropped");
+                    report.dropped += 1;
+                    report.forged += 1;
                 }
                 Err(e) if e.is_transient() => {
                     tracing::error!(message_id = %sns.message_id, error = %e, "transient failure; the invocation fails and is retried");
