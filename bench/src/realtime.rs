@@ -40,6 +40,7 @@ fn sdk() -> aws_config::SdkConfig {
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
         .behavior_version(aws_config::BehaviorVersion::latest())
+        .http_client(collab::config::https_client())
         .build()
 }
 

@@ -7,7 +7,7 @@ use collab::Runtime;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    collab::logging::init();
     let runtime = Runtime::from_env().await?;
     collab::metrics::init("api", runtime.config.replica.0);
     lambda_http::run(router(App::new(runtime.service, AuthConfig::from_env()?))).await

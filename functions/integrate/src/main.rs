@@ -9,7 +9,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    collab::logging::init();
     let runtime = Runtime::from_env().await?;
     collab::metrics::init("integrate", runtime.config.replica.0);
     let integrator = Integrator {

@@ -19,7 +19,7 @@ fn env(k: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    collab::logging::init();
     let mut database = database_from_lookup(&env)?;
     let region = env("AWS_REGION").unwrap_or_else(|| "us-east-1".into());
     let endpoint = env("AWS_ENDPOINT_URL");

@@ -10,7 +10,7 @@ use realtime::Realtime;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    collab::logging::init();
     let runtime = Runtime::from_env().await?;
     collab::metrics::init("realtime", runtime.config.replica.0);
     let poster = runtime

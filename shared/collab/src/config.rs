@@ -314,6 +314,7 @@ pub fn aws_loader(region: &str, endpoint: Option<&str>) -> aws_config::ConfigLoa
         .operation_timeout(AWS_OPERATION_TIMEOUT)
         .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
         .region(aws_config::Region::new(region.to_owned()))
         .timeout_config(timeouts)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
@@ -321,6 +322,16 @@ pub fn aws_loader(region: &str, endpoint: Option<&str>) -> aws_config::ConfigLoa
         loader = loader.endpoint_url(url);
     }
     loader
+}
+
+/// The HTTPS client of every AWS SDK client here: hyper on rustls with ring, the same TLS stack
+/// as PostgreSQL's and the identity provider's connections (the SDK's default would add
+/// aws-lc, about 1.5 MB more per bootstrap). It trusts the system's roots.
+pub fn https_client() -> aws_sdk_sns::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// The longest an AWS call waits, retries included (see [`aws_loader`]).

@@ -10,6 +10,7 @@ mod cache;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod realtime;
 pub mod runtime;
 pub mod service;
 pub mod store;
+#[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod testing;
 

@@ -73,6 +73,7 @@ async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     // SAFETY-free: the variables only feed the SDK's default credential chain in this process.
     let creds = aws_sdk_sns::config::Credentials::new("test", "test", None, None, "tests");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(collab::config::https_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(creds)

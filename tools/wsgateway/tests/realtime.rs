@@ -54,6 +54,7 @@ fn sdk() -> aws_config::SdkConfig {
             ),
         )
         .behavior_version(aws_config::BehaviorVersion::latest())
+        .http_client(collab::config::https_client())
         .build()
 }
 
