@@ -1,5 +1,5 @@
 # The two commands: `make dev` (the whole system on this machine) and `make test` (every test).
-.PHONY: dev test soak bench lint smoke migrate
+.PHONY: dev test soak bench lint smoke migrate package deploy-check
 
 REPLICAS ?= 1
 
@@ -11,6 +11,16 @@ test:
 
 smoke:
 	scripts/smoke.sh
+
+# The arm64 bootstraps `sam deploy` uploads (`sam build`, non-interactive); time and sizes.
+package:
+	scripts/package.sh
+
+# The release bootstraps started as Lambda starts them, with the template's environment, each
+# invoked with fixtures from events/; init, first and warm times. ARCH=arm64 runs the arm64
+# build under qemu-user. `make test` runs it (x86_64).
+deploy-check:
+	scripts/deploy-check.sh
 
 # The deploy step on DATABASE_URL (as its administrator): the migrations, and the functions'
 # login when APP_DB_USER and APP_DB_PASSWORD are set. `make dev` and the tests run it for you.

@@ -30,6 +30,9 @@ cfn-lint template.yaml
 step "smoke test"
 scripts/smoke.sh
 
+step "deploy check: the release bootstraps under a local Lambda Runtime API, with the template's environment"
+scripts/deploy-check.sh
+
 step "the editor client (clients/js): WebAssembly build, type check, unit tests, tests against the local stack"
 scripts/client-test.sh
 
