@@ -10,7 +10,7 @@ their local stand-ins, listed in LOCAL below), and is invoked with fixtures from
              empty database as the administrator, makes the functions' login, PUTs SUCCESS to
              the ResponseURL
   api        GET /health and POST /documents (events/api/*.json, API Gateway HTTP API payload v2)
-  integrate  an SNS delivery (events/sns/ops.json) and the scheduled sweep
+  integrate  an SQS delivery from the replication queue (events/sqs/ops.json) and the sweep
              (events/schedule/sweep.json)
   realtime   a WebSocket $connect (events/ws/connect.json) with an RS256 token from a local
              issuer whose keys the function fetches (JWKS), and one with a forged token
@@ -447,10 +447,10 @@ def main():
         start("IntegrateFunction")
 
         def integrated(out):
-            if "integrated" not in out:
+            if "integrated" not in out or out.get("batchItemFailures") != []:
                 fail(f"integrate answered {out}")
-        first_delivery = timed("integrate", "SNS delivery (events/sns/ops.json)",
-                               fixture("events/sns/ops.json"), integrated)
+        first_delivery = timed("integrate", "SQS delivery (events/sqs/ops.json)",
+                               fixture("events/sqs/ops.json"), integrated)
         if first_delivery["integrated"] != 1:
             fail(f"the first delivery integrated {first_delivery}")
         timed("integrate", "scheduled sweep", fixture("events/schedule/sweep.json"),

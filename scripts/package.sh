@@ -11,6 +11,7 @@
 # --beta-features is passed too, so no SAM version stops to ask. Prints the time and each
 # bootstrap's size, raw and gzipped.
 set -euo pipefail
+export SAM_CLI_TELEMETRY=0
 source "$(dirname "$0")/services.sh"
 ensure_venv
 cd "$ROOT"

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Local stand-in for SNS -> Lambda delivery (`make dev` with several replicas).
+"""Local stand-in for the SQS event source mapping (`make dev` with several replicas).
 
-moto cannot invoke Lambda functions, so each replica subscribes an SQS queue to the shared topic,
-with the same filter policy as template.yaml (it never receives its own messages). This relay
-long-polls every replica's queue and hands each notification to that replica's `integrate`
-function as a real SNS event, through cargo lambda's invoke endpoint. A message is deleted only
-after the function succeeded, so a failure is retried when the queue makes it visible again, as
-SNS would. Every 30 seconds it also invokes each replica's outbox sweep, as the schedule does in
-AWS.
+moto cannot invoke Lambda functions. As in AWS, each replica's SQS queue is subscribed to the
+shared topic with the template's filter policy (it never receives its own messages); this relay
+long-polls every replica's queue (20 s waits, up to 10 messages) and hands each batch to that
+replica's `integrate` function as the event source mapping does: an SQS event, whose answer's
+`batchItemFailures` (ReportBatchItemFailures) names the records to deliver again. The others are
+deleted; a failed invocation deletes none. A record not deleted becomes visible again after the
+visibility timeout, as in AWS (there, after maxReceiveCount receives, it moves to the dead-letter
+queue). Every 30 seconds it also invokes each replica's outbox sweep, as the schedule does.
 
 Usage: relay.py <endpoint_url> <topic_arn> <queue_url>=<invoke_url> [...]
 """
 
+import hashlib
 import json
 import sys
 import threading
@@ -20,28 +22,31 @@ import urllib.request
 
 import boto3
 
+VISIBILITY_TIMEOUT = 10  # seconds; short locally so that a retried record comes back soon
 
-def sns_event(topic_arn, notification):
+
+def queue_arn(queue_url):
+    # http://host:port/<account>/<name> -> arn:aws:sqs:us-east-1:<account>:<name>
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    return f"arn:aws:sqs:us-east-1:{account}:{name}"
+
+
+def sqs_event(queue_url, messages):
+    arn = queue_arn(queue_url)
     return {
         "Records": [
             {
-                "EventSource": "aws:sns",
-                "EventVersion": "1.0",
-                "EventSubscriptionArn": topic_arn + ":relay",
-                "Sns": {
-                    "Type": notification.get("Type", "Notification"),
-                    "MessageId": notification["MessageId"],
-                    "TopicArn": notification["TopicArn"],
-                    "Subject": notification.get("Subject"),
-                    "Message": notification["Message"],
-                    "Timestamp": notification["Timestamp"],
-                    "SignatureVersion": notification.get("SignatureVersion", "1"),
-                    "Signature": notification.get("Signature", "local"),
-                    "SigningCertUrl": notification.get("SigningCertURL", "https://localhost/cert.pem"),
-                    "UnsubscribeUrl": notification.get("UnsubscribeURL", "https://localhost/unsubscribe"),
-                    "MessageAttributes": notification.get("MessageAttributes", {}),
-                },
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody") or hashlib.md5(m["Body"].encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
             }
+            for m in messages
         ]
     }
 
@@ -58,17 +63,30 @@ def invoke(url, payload):
 def pump(sqs, topic_arn, queue_url, invoke_url):
     while True:
         try:
-            got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=10)
+            got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=20,
+                                      VisibilityTimeout=VISIBILITY_TIMEOUT, AttributeNames=["All"])
         except Exception as e:  # moto restarting, network hiccup: try again
             print(f"[relay] receive from {queue_url} failed: {e}", file=sys.stderr, flush=True)
             time.sleep(1)
             continue
-        for m in got.get("Messages", []):
+        messages = got.get("Messages", [])
+        if not messages:
+            continue
+        try:
+            answer = json.loads(invoke(invoke_url, sqs_event(queue_url, messages)))
+        except Exception as e:
+            print(f"[relay] {invoke_url} failed, the batch will be retried: {e}", file=sys.stderr, flush=True)
+            continue
+        retry = {f["itemIdentifier"] for f in answer.get("batchItemFailures") or []}
+        done = [m for m in messages if m["MessageId"] not in retry]
+        if retry:
+            print(f"[relay] {len(retry)} record(s) to retry at {invoke_url}", file=sys.stderr, flush=True)
+        if done:
             try:
-                invoke(invoke_url, sns_event(topic_arn, json.loads(m["Body"])))
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-            except Exception as e:
-                print(f"[relay] {invoke_url} failed, will retry: {e}", file=sys.stderr, flush=True)
+                sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            except Exception as e:  # they come back and integrate again, harmlessly
+                print(f"[relay] delete at {queue_url} failed: {e}", file=sys.stderr, flush=True)
 
 
 def sweeper(invoke_urls):

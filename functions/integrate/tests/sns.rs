@@ -1,10 +1,11 @@
-//! The integrate handler on the real SNS fixtures of `events/sns`, against a fresh PostgreSQL
+//! The integrate handler on the fixtures of `events/sns` (direct SNS events) and `events/sqs`
+//! (the replica's queue, as the event source mapping delivers it), against a fresh PostgreSQL
 //! database per test.
 
 use collab::store::DocumentStore;
 use collab::testing::{ChannelPublisher, TestDb};
 use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
-use integrate::{Integrator, Report};
+use integrate::{Integrator, ItemFailure, Report};
 use serde_json::Value;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:collab-ops";
@@ -156,4 +157,73 @@ async fn the_use_case_refuses_a_forged_envelope_too() {
     let err = i.service.integrate(envelope).await.unwrap_err();
     assert!(matches!(err, AppError::Forged(_)), "{err}");
     assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_queue_batch_integrates_and_reports_no_failures() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    let report = i.handle(event("sqs/ops")).await.unwrap();
+    assert_eq!(
+        report,
+        Report {
+            integrated: 1,
+            batch_item_failures: Some(vec![]),
+            ..Report::default()
+        }
+    );
+    assert_eq!(text(&i).await.unwrap(), "fn main() {}\n");
+    // The answer names the field the event source mapping reads.
+    let answer = serde_json::to_value(&report).unwrap();
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+    // Delivered again (SQS is at least once): nothing changes.
+    i.handle(event("sqs/ops")).await.unwrap();
+    assert_eq!(text(&i).await.unwrap(), "fn main() {}\n");
+}
+
+#[tokio::test]
+async fn in_a_queue_batch_the_bad_records_are_dropped_one_by_one_and_the_good_one_applies() {
+    let db = TestDb::new().await.unwrap();
+    let i = integrator(db.store(1).unwrap());
+    // Good ops, a body that is not a notification, another topic, a forged message, an own one.
+    let report = i.handle(event("sqs/mixed")).await.unwrap();
+    assert_eq!(
+        report,
+        Report {
+            integrated: 1,
+            own: 1,
+            dropped: 3,
+            forged: 1,
+            batch_item_failures: Some(vec![]),
+            ..Report::default()
+        }
+    );
+    assert_eq!(text(&i).await.unwrap(), "fn main() {}\n");
+}
+
+#[tokio::test]
+async fn a_database_outage_sends_the_record_and_the_rest_of_the_batch_back_to_the_queue() {
+    let mut config = collab::testing::admin_config();
+    config
+        .host("127.0.0.1")
+        .port(1)
+        .connect_timeout(std::time::Duration::from_millis(200));
+    let i = integrator(PgDocumentStore::connect(&config, 1).unwrap());
+    let report = i.handle(event("sqs/mixed")).await.unwrap();
+    let ids: Vec<String> = event("sqs/mixed")["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        report.batch_item_failures,
+        Some(
+            ids.into_iter()
+                .map(|item_identifier| ItemFailure { item_identifier })
+                .collect()
+        ),
+        "the first record failed for a transient reason: it and every later one are retried"
+    );
+    assert_eq!(report.integrated, 0);
 }
