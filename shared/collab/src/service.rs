@@ -178,7 +178,16 @@ pub struct Service<S, P> {
     settings: Settings,
     cache: DocCache,
     push: Option<crate::realtime::PushHook>,
+    /// Outbox rows this container published and has not deleted yet: the next write's
+    /// statement deletes them (see [`Plan::sent_outbox`]), so an edit costs no round trip for
+    /// it. Rows left here when the container goes idle are republished once by the sweep
+    /// (harmless: integration is idempotent) and deleted then.
+    sent: std::sync::Mutex<Vec<i64>>,
 }
+
+/// The most published rows a container keeps for its next write to delete; past this, the
+/// publish deletes its row itself.
+const MAX_SENT_DEFERRED: usize = 64;
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -243,6 +252,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             settings,
             cache,
             push: None,
+            sent: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -360,6 +370,28 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         id: DocumentId,
         user: &UserId,
     ) -> Result<DocumentView, AppError> {
+        // A cached document: its access and tail in one round trip.
+        {
+            let slot = self.cache.slot(id);
+            let mut guard = slot.lock().await;
+            if let Some(c) = guard.as_mut() {
+                let (access, tail) = self.store.access_and_tail(id, user, c.next_pos).await?;
+                let (document, role) = match access {
+                    Some((doc, Some(role))) if doc.deleted_at.is_none() => (doc, role),
+                    _ => return Err(AppError::not_found(format!("document {id}"))),
+                };
+                if let Err(e) = apply_tail(id, c, tail) {
+                    *guard = None;
+                    return Err(e);
+                }
+                return Ok(DocumentView {
+                    document,
+                    role,
+                    text: c.rga.text(),
+                    version: c.rga.version(),
+                });
+            }
+        }
         let (document, role) = self.authorize(id, user, Role::Viewer).await?;
         let (text, version) = self.read(id, |r| (r.text(), r.version())).await?;
         Ok(DocumentView {
@@ -951,7 +983,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 break;
             }
             for row in rows {
-                if self.publish_envelope(row.id, &row.envelope).await {
+                if self.publish_envelope(row.id, &row.envelope, false).await {
                     published += 1;
                 } else {
                     // The other claimed rows' leases expire on their own.
@@ -1020,7 +1052,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     async fn publish_row(&self, id: i64) {
         match self.store.outbox_row(id).await {
             Ok(Some(row)) => {
-                self.publish_envelope(row.id, &row.envelope).await;
+                self.publish_envelope(row.id, &row.envelope, false).await;
             }
             Ok(None) => {}
             Err(e) => {
@@ -1029,7 +1061,24 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
     }
 
-    async fn publish_envelope(&self, id: i64, envelope: &Envelope) -> bool {
+    /// The published rows the next write deletes.
+    fn sent_rows(&self) -> Vec<i64> {
+        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Forgets rows a committed write deleted.
+    fn forget_sent(&self, done: &[i64]) {
+        if done.is_empty() {
+            return;
+        }
+        if let Ok(mut s) = self.sent.lock() {
+            s.retain(|id| !done.contains(id));
+        }
+    }
+
+    /// Publishes outbox row `id`; on success deletes it, or with `defer` leaves that to this
+    /// container's next write (at most [`MAX_SENT_DEFERRED`] rows wait so).
+    async fn publish_envelope(&self, id: i64, envelope: &Envelope, defer: bool) -> bool {
         for message in split(envelope, SNS_MAX_BYTES) {
             if let Err(e) = self.publisher.publish(&message).await {
                 tracing::warn!(outbox = id, error = %e, "publish failed; the sweep will retry");
@@ -1046,6 +1095,13 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 }
                 return false;
             }
+        }
+        if defer
+            && let Ok(mut sent) = self.sent.lock()
+            && sent.len() < MAX_SENT_DEFERRED
+        {
+            sent.push(id);
+            return true;
         }
         if let Err(e) = self.store.outbox_done(id).await {
             tracing::warn!(outbox = id, error = %e, "deleting a published outbox row failed; it may be sent twice");
@@ -1085,15 +1141,10 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             }
             Some(c) => {
                 let tail = self.store.tail(id, c.next_pos).await?;
-                for op in tail.ops.into_iter().chain(tail.waiting) {
-                    if let Err(e) = c.rga.apply(op) {
-                        *slot = None;
-                        return Err(AppError::Internal(format!(
-                            "stored op of {id} refused: {e}"
-                        )));
-                    }
+                if let Err(e) = apply_tail(id, c, tail) {
+                    *slot = None;
+                    return Err(e);
                 }
-                c.next_pos = tail.next_pos;
             }
         }
         Ok(())
@@ -1158,7 +1209,8 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             let planned = self
                 .plan(&mut cached.rga, doc, &announce, stored_waiting, &mut work)
                 .map(|(value, plan)| {
-                    let plan = with_key(plan, &value, key);
+                    let mut plan = with_key(plan, &value, key);
+                    plan.sent_outbox = self.sent_rows();
                     (value, plan)
                 });
             // A refusal may come from a stale cache (a base this container has not seen yet,
@@ -1169,7 +1221,10 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     .try_append(doc.id, cached.next_pos, origin, &plan)
                     .await
                 {
-                    Ok(Some(appended)) => Some((value, appended, plan.ops, plan.outbox)),
+                    Ok(Some(appended)) => {
+                        self.forget_sent(&plan.sent_outbox);
+                        Some((value, appended, plan.ops, plan.outbox))
+                    }
                     Ok(None) => None,
                     Err(e) => {
                         *guard = None;
@@ -1200,6 +1255,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         let mut result: Option<T> = None;
         let mut committed_ops = Vec::new();
         let mut committed_envelope = None;
+        let mut sent_outbox = Vec::new();
         let rga = &mut cached.rga;
         let appended = self
             .store
@@ -1214,7 +1270,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     let _ = rga.apply(op);
                 }
                 let (value, plan) = self.plan(rga, doc, &announce, stored_waiting, &mut work)?;
-                let plan = with_key(plan, &value, key);
+                let mut plan = with_key(plan, &value, key);
+                plan.sent_outbox = self.sent_rows();
+                sent_outbox = plan.sent_outbox.clone();
                 result = Some(value);
                 committed_ops = plan.ops.clone();
                 committed_envelope = plan.outbox.clone();
@@ -1231,6 +1289,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         };
         cached.next_pos = appended.next_pos;
         drop(guard);
+        self.forget_sent(&sent_outbox);
         let outbox = self
             .after_commit(
                 doc,
@@ -1296,6 +1355,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 _ => None,
             },
             key: None,
+            sent_outbox: Vec::new(),
         };
         Ok((value, plan))
     }
@@ -1310,13 +1370,24 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         ops: Vec<Op>,
     ) -> Option<i64> {
         if let Some((id, envelope)) = &outbox {
-            self.publish_envelope(*id, envelope).await;
+            self.publish_envelope(*id, envelope, true).await;
         }
         if let (Some(push), false) = (&self.push, ops.is_empty()) {
             push.ops(doc.info(), ops).await;
         }
         outbox.map(|(id, _)| id)
     }
+}
+
+/// Brings a cached replica up to date with the stored tail after its position.
+fn apply_tail(id: DocumentId, c: &mut Cached, tail: crate::store::Tail) -> Result<(), AppError> {
+    for op in tail.ops.into_iter().chain(tail.waiting) {
+        c.rga
+            .apply(op)
+            .map_err(|e| AppError::Internal(format!("stored op of {id} refused: {e}")))?;
+    }
+    c.next_pos = tail.next_pos;
+    Ok(())
 }
 
 /// Milliseconds since `t`, for the latency metrics.

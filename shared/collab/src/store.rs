@@ -60,6 +60,9 @@ pub struct Plan {
     pub outbox: Option<Envelope>,
     /// The request's idempotency key and answer, recorded in the same transaction.
     pub key: Option<KeyRecord>,
+    /// Outbox rows this container published since its last write: deleted by this write (so
+    /// that marking a row sent costs no round trip of its own). Not a reason to write.
+    pub sent_outbox: Vec<i64>,
 }
 
 impl Plan {
@@ -222,6 +225,20 @@ pub trait DocumentStore: Send + Sync {
         id: DocumentId,
         from: i64,
     ) -> impl Future<Output = Result<Tail, AppError>> + Send;
+
+    /// [`DocumentStore::access`] and [`DocumentStore::tail`] together (what a read of a cached
+    /// document needs), in one round trip where the store can; the tail is only for a caller
+    /// the access allows.
+    #[allow(clippy::type_complexity)]
+    fn access_and_tail(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        from: i64,
+    ) -> impl Future<Output = Result<(Option<(Document, Option<Role>)>, Tail), AppError>> + Send
+    {
+        async move { Ok((self.access(id, user).await?, self.tail(id, from).await?)) }
+    }
 
     /// Appends under the document's lock; see the module docs. `plan` is called exactly once;
     /// if the append then fails, nothing was written.

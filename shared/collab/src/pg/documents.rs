@@ -138,20 +138,23 @@ impl PgDocumentStore {
         user: &UserId,
     ) -> Result<Option<(Document, Option<Role>)>, AppError> {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role
-                 FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
-                 WHERE d.id = $1"
-            ))
-            .await?;
-        let row = client.query_opt(&stmt, &[&id.0, &user.0]).await?;
-        Ok(row.map(|r| {
-            (
-                document(&r),
-                r.get::<_, Option<&str>>("role").and_then(Role::parse),
-            )
-        }))
+        access_on(&client, id, user).await
+    }
+
+    /// [`PgDocumentStore::access_impl`] and the tail from `from`, pipelined on one connection:
+    /// one round trip.
+    pub(crate) async fn access_and_tail_impl(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        from: i64,
+    ) -> Result<(Option<(Document, Option<Role>)>, crate::store::Tail), AppError> {
+        let client = self.pool.get().await?;
+        futures_util::future::try_join(
+            access_on(&client, id, user),
+            super::ops::tail_on(&client, id, from),
+        )
+        .await
     }
 
     pub(crate) async fn access_with_session_impl(
@@ -247,4 +250,26 @@ impl PgDocumentStore {
         );
         self.update_with_outbox(&sql, &[&id.0], outbox).await
     }
+}
+
+/// The metadata and `user`'s role on document `id`, on `client`.
+async fn access_on(
+    client: &deadpool_postgres::Client,
+    id: DocumentId,
+    user: &UserId,
+) -> Result<Option<(Document, Option<Role>)>, AppError> {
+    let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role
+                 FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
+                 WHERE d.id = $1"
+            ))
+            .await?;
+    let row = client.query_opt(&stmt, &[&id.0, &user.0]).await?;
+    Ok(row.map(|r| {
+        (
+            document(&r),
+            r.get::<_, Option<&str>>("role").and_then(Role::parse),
+        )
+    }))
 }

@@ -338,6 +338,14 @@ mod port {
         async fn tail(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
             self.tail_impl(id, from).await
         }
+        async fn access_and_tail(
+            &self,
+            id: DocumentId,
+            user: &UserId,
+            from: i64,
+        ) -> Result<(Option<(Document, Option<Role>)>, Tail), AppError> {
+            self.access_and_tail_impl(id, user, from).await
+        }
         async fn append<F>(
             &self,
             id: DocumentId,

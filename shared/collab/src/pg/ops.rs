@@ -89,7 +89,7 @@ FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4
 /// still is `$14`, and writes the ops (and the waiting changes and outbox row, when asked) only
 /// then. A concurrent writer makes the `UPDATE` wait for its commit and then find a different
 /// length, so nothing is written and the caller takes the locked path.
-fn try_append_sql(waiting: bool, outbox: bool, key: bool) -> String {
+fn try_append_sql(waiting: bool, outbox: bool, key: bool, sent: bool) -> String {
     let mut sql = String::from(
         "WITH bump AS (
     UPDATE documents SET log_len = log_len + $16, updated_at = now()
@@ -143,6 +143,15 @@ idem AS (INSERT INTO idempotency_keys (document_id, user_id, key, request_hash, 
             b = next + 1,
             c = next + 2,
             d = next + 3
+        ));
+        next += 4;
+    }
+    if sent {
+        // Rows this container published earlier: marked sent by deleting them here, whether or
+        // not this write wins (they were published either way).
+        sql.push_str(&format!(
+            ",
+sent AS (DELETE FROM outbox WHERE id = ANY(${next}::int8[]) RETURNING 1)"
         ));
     }
     sql.push_str(
@@ -640,8 +649,23 @@ impl PgDocumentStore {
             }
             Ok::<_, AppError>(())
         };
-        let ((), (), outbox_id, ()) =
-            futures_util::future::try_join4(ops, waiting, outbox, key).await?;
+        let sent = async {
+            if !plan.sent_outbox.is_empty() {
+                tx.execute(
+                    "DELETE FROM outbox WHERE id = ANY($1::int8[])",
+                    &[&plan.sent_outbox],
+                )
+                .await?;
+            }
+            Ok::<_, AppError>(())
+        };
+        let ((), (), outbox_id, ((), ())) = futures_util::future::try_join4(
+            ops,
+            waiting,
+            outbox,
+            futures_util::future::try_join(key, sent),
+        )
+        .await?;
         Ok(Appended {
             next_pos: log_len + advance,
             outbox_id,
@@ -676,7 +700,8 @@ impl PgDocumentStore {
         } = PlanColumns::new(plan)?;
         let n = plan.ops.len() as i64;
         let waiting = !plan.waiting_add.is_empty() || !plan.waiting_remove.is_empty();
-        let sql = try_append_sql(waiting, plan.outbox.is_some(), plan.key.is_some());
+        let sent = !plan.sent_outbox.is_empty();
+        let sql = try_append_sql(waiting, plan.outbox.is_some(), plan.key.is_some(), sent);
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(&sql).await?;
         let advance = n.max(1);
@@ -700,6 +725,9 @@ impl PgDocumentStore {
                 &k.hash,
                 &k.answer,
             ]);
+        }
+        if sent {
+            params.push(&plan.sent_outbox);
         }
         let row = client.query_one(&stmt, &params).await?;
         if !row.get::<_, bool>("ok") {
@@ -787,6 +815,18 @@ impl PgDocumentStore {
 
     pub(crate) async fn tail_impl(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
         let client = self.pool.get().await?;
+        tail_on(&client, id, from).await
+    }
+}
+
+/// The operations of `id` at or after `from` and its waiting ops, on `client` (two statements,
+/// pipelined).
+pub(crate) async fn tail_on(
+    client: &deadpool_postgres::Client,
+    id: DocumentId,
+    from: i64,
+) -> Result<Tail, AppError> {
+    {
         let (len, tail) = try_join(
             client.prepare_cached("SELECT log_len FROM documents WHERE id = $1"),
             client.prepare_cached(TAIL),
@@ -812,7 +852,9 @@ impl PgDocumentStore {
             waiting,
         })
     }
+}
 
+impl PgDocumentStore {
     pub(crate) async fn ops_since_impl(
         &self,
         id: DocumentId,
