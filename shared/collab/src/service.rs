@@ -1200,6 +1200,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         }
         let origin = self.settings.replica;
         if let Some(cached) = guard.as_mut() {
+            let (version, pending) = (cached.rga.version(), cached.rga.pending_len());
             let stored_waiting: HashSet<CharId> = cached
                 .rga
                 .pending_ops()
@@ -1215,6 +1216,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 });
             // A refusal may come from a stale cache (a base this container has not seen yet,
             // though another container stored it): decide it again under the lock.
+            let refused = planned.is_err();
             let attempt = match planned {
                 Ok((value, plan)) => match self
                     .store
@@ -1241,11 +1243,23 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     return Ok((value, self.after_commit(doc, outbox, ops).await));
                 }
                 // Another container wrote first, or the refusal may be stale: start over
-                // under the lock.
-                None => *guard = None,
+                // under the lock. A refusal that left the replica as it was (every check before
+                // an op applies) keeps the cache, which the locked path brings up to date from
+                // the tail; anything else may hold uncommitted changes and is dropped.
+                None => {
+                    let unchanged = refused
+                        && cached.rga.pending_len() == pending
+                        && cached.rga.version() == version;
+                    if !unchanged {
+                        *guard = None;
+                    }
+                }
             }
         }
-        if let Err(e) = self.refresh(doc.id, &mut guard).await {
+        // A kept cache needs no refresh: the append below reads the tail under the lock.
+        if guard.is_none()
+            && let Err(e) = self.refresh(doc.id, &mut guard).await
+        {
             *guard = None;
             return Err(e);
         }

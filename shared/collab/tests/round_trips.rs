@@ -87,6 +87,7 @@ async fn a_warm_edit_and_a_read_cost_what_the_readme_says() {
         matches!(stranger, Err(collab::AppError::NotFound(_))),
         "{stranger:?}"
     );
+    let before = proxy.count();
     let bad = svc
         .apply_edits_keyed(
             doc,
@@ -98,7 +99,11 @@ async fn a_warm_edit_and_a_read_cost_what_the_readme_says() {
             false,
         )
         .await;
+    let refused = proxy.count() - before;
     assert!(bad.is_err(), "an edit past the end is refused");
+    // The authorization, then the locked retry (begin, lock and tail, rollback) on the kept
+    // cache: never the whole document again.
+    assert!(refused <= 4, "a refused edit took {refused} round trips");
     let after = median(&proxy, 3, async || {
         svc.get_document(doc, &alice()).await.unwrap();
     })
