@@ -34,6 +34,16 @@ fn event(name: &str) -> Value {
         .unwrap()
 }
 
+/// A store whose database does not answer.
+fn unreachable_store() -> PgDocumentStore {
+    let mut config = collab::testing::admin_config();
+    config
+        .host("127.0.0.1")
+        .port(1)
+        .connect_timeout(std::time::Duration::from_millis(200));
+    PgDocumentStore::connect(&config, 1).unwrap()
+}
+
 async fn text(i: &Integrator<PgDocumentStore, ChannelPublisher>) -> Result<String, AppError> {
     Ok(i.service
         .get_document(DOC.parse::<DocumentId>().unwrap(), &UserId("alice".into()))
@@ -111,12 +121,7 @@ async fn the_schedule_sweeps_the_outbox() {
 
 #[tokio::test]
 async fn a_database_outage_fails_the_invocation_so_that_it_is_retried() {
-    let mut config = collab::testing::admin_config();
-    config
-        .host("127.0.0.1")
-        .port(1)
-        .connect_timeout(std::time::Duration::from_millis(200));
-    let i = integrator(PgDocumentStore::connect(&config, 1).unwrap());
+    let i = integrator(unreachable_store());
     let err = i.handle(event("sns/ops")).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
 }
@@ -203,12 +208,7 @@ async fn in_a_queue_batch_the_bad_records_are_dropped_one_by_one_and_the_good_on
 
 #[tokio::test]
 async fn a_database_outage_sends_the_record_and_the_rest_of_the_batch_back_to_the_queue() {
-    let mut config = collab::testing::admin_config();
-    config
-        .host("127.0.0.1")
-        .port(1)
-        .connect_timeout(std::time::Duration::from_millis(200));
-    let i = integrator(PgDocumentStore::connect(&config, 1).unwrap());
+    let i = integrator(unreachable_store());
     let report = i.handle(event("sqs/mixed")).await.unwrap();
     let ids: Vec<String> = event("sqs/mixed")["Records"]
         .as_array()
