@@ -982,14 +982,68 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             if rows.is_empty() {
                 break;
             }
-            for row in rows {
-                if self.publish_envelope(row.id, &row.envelope, false).await {
-                    published += 1;
-                } else {
-                    // The other claimed rows' leases expire on their own.
-                    stopped = true;
-                    break 'claims;
+            // Every claimed row's messages, in PublishBatch calls (ten to a call, 256 KiB)
+            // instead of one publish each, oldest first; after a call with a failure the rest
+            // wait for the next sweep. A row is done when all its messages went out.
+            let mut messages = Vec::new();
+            let mut owner = Vec::new();
+            for (r, row) in rows.iter().enumerate() {
+                for m in split(&row.envelope, SNS_MAX_BYTES) {
+                    messages.push(m);
+                    owner.push(r);
                 }
+            }
+            // Per row: Some(None) all attempted and sent so far, Some(Some(e)) a message failed,
+            // None not (fully) attempted.
+            let mut outcome: Vec<Option<Option<String>>> = vec![Some(None); rows.len()];
+            let mut attempted = 0;
+            for range in crate::publisher::batches(&messages) {
+                let results = self.publisher.publish_batch(&messages[range.clone()]).await;
+                let mut any_failed = false;
+                for (i, result) in range.clone().zip(results) {
+                    if let (Err(e), Some(o)) = (result, outcome[owner[i]].as_mut()) {
+                        o.get_or_insert(e.to_string());
+                        any_failed = true;
+                    }
+                }
+                attempted = range.end;
+                if any_failed {
+                    break;
+                }
+            }
+            for r in owner.iter().skip(attempted) {
+                outcome[*r] = None;
+            }
+            for (row, o) in rows.iter().zip(outcome) {
+                match o {
+                    Some(None) => {
+                        published += 1;
+                        if let Err(e) = self.store.outbox_done(row.id).await {
+                            tracing::warn!(outbox = row.id, error = %e, "deleting a published outbox row failed; it may be sent twice");
+                        }
+                    }
+                    Some(Some(e)) => {
+                        stopped = true;
+                        crate::metrics::count("PublishFailures", 1);
+                        tracing::warn!(outbox = row.id, error = %e, "republishing failed; the row backs off");
+                        match self.store.outbox_failed(row.id, &e).await {
+                            Ok(true) => tracing::error!(
+                                outbox = row.id,
+                                "an outbox row failed too often and is parked; it will not be retried"
+                            ),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(outbox = row.id, error = %e, "recording the failed publish failed")
+                            }
+                        }
+                    }
+                    // Not attempted: its lease expires on its own.
+                    None => {}
+                }
+            }
+            if stopped {
+                // SNS is failing: the next sweep tries again (the failed rows back off).
+                break 'claims;
             }
         }
         match self.store.expire_keys().await {

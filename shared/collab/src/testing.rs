@@ -140,6 +140,21 @@ impl EventPublisher for ChannelPublisher {
             .push(message.clone());
         Ok(())
     }
+    /// One call for the whole batch, as SNS's PublishBatch.
+    async fn publish_batch(&self, messages: &[Outbound]) -> Vec<Result<(), PublishError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return messages
+                .iter()
+                .map(|_| Err(PublishError("the channel is failing on purpose".into())))
+                .collect();
+        }
+        self.messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(messages.iter().cloned());
+        messages.iter().map(|_| Ok(())).collect()
+    }
 }
 
 /// A TCP server that accepts connections and never answers: a dependency that stalls (a frozen

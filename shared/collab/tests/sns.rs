@@ -243,3 +243,34 @@ async fn the_filter_policy_keeps_a_replicas_own_messages_away() {
     );
     assert_eq!(got[0].1["replica_id"]["Value"], "2");
 }
+
+#[tokio::test]
+async fn publish_batch_sends_every_message_with_its_attributes_in_calls_of_ten() {
+    use collab::EventPublisher;
+    use collab::message::Outbound;
+    let moto = moto();
+    let conf = sdk(&moto.endpoint).await;
+    let (topic, queue) = topic_with_queue(&conf, "collab-batch", None).await;
+    let publisher = SnsPublisher::new(aws_sdk_sns::Client::new(&conf), topic);
+    let messages: Vec<Outbound> = (0..23)
+        .map(|i| Outbound {
+            document_id: collab::DocumentId(uuid::Uuid::from_u128(i + 1)),
+            origin: ReplicaId(2),
+            body: format!("{{\"n\": {i}}}"),
+        })
+        .collect();
+    let results = publisher.publish_batch(&messages).await;
+    assert_eq!(results.len(), 23);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let mut got = drain(&conf, &queue).await;
+    got.sort_by_key(|(body, _)| serde_json::from_str::<Value>(body).unwrap()["n"].as_u64());
+    assert_eq!(got.len(), 23);
+    for (i, (body, attrs)) in got.iter().enumerate() {
+        assert_eq!(body, &format!("{{\"n\": {i}}}"));
+        assert_eq!(attrs["replica_id"]["Value"], "2");
+        assert_eq!(
+            attrs["document_id"]["Value"],
+            uuid::Uuid::from_u128(i as u128 + 1).to_string()
+        );
+    }
+}

@@ -645,8 +645,8 @@ async fn the_sweep_stops_at_the_first_failure_backs_off_and_parks_a_row_that_kee
     assert_eq!((health.unsent, health.parked), (5, 0));
     assert!(health.oldest_unsent_secs >= 0.0);
 
-    // SNS is down: each sweep tries one row, not all of them, and not in a loop. (The request
-    // already failed each row once.)
+    // SNS is down: each sweep makes one PublishBatch call for the claimed rows (not one per
+    // row) and stops, not looping. (The request already failed each row once.)
     let mut last = 0;
     for round in 1..collab::store::MAX_OUTBOX_ATTEMPTS - 1 {
         end_backoff(&db).await;
@@ -676,6 +676,30 @@ async fn the_sweep_stops_at_the_first_failure_backs_off_and_parks_a_row_that_kee
         "every row is either published or parked"
     );
     assert_eq!(svc.store().outbox_len().await.unwrap(), sweep.health.parked);
+}
+
+#[tokio::test]
+async fn the_sweep_republishes_a_backlog_ten_rows_to_a_call() {
+    let db = TestDb::new().await.unwrap();
+    let publisher = ChannelPublisher::new();
+    let svc = Service::new(db.store(1).unwrap(), publisher.clone(), settings(1));
+    publisher.set_failing(true);
+    let (doc, session) = alice_doc(&svc, "x").await;
+    prepend_numbers(&svc, doc, session, 0..23).await;
+    assert_eq!(svc.store().outbox_len().await.unwrap(), 25);
+    publisher.set_failing(false);
+    end_backoff(&db).await;
+    publisher.take();
+    let before = publisher.calls();
+    let sweep = svc.sweep_outbox(0).await.unwrap();
+    assert_eq!((sweep.published, sweep.stopped), (25, false), "{sweep:?}");
+    assert_eq!(
+        publisher.calls() - before,
+        3,
+        "25 rows in calls of 10, 10 and 5"
+    );
+    assert_eq!(publisher.take().len(), 25);
+    assert_eq!(svc.store().outbox_len().await.unwrap(), 0);
 }
 
 #[tokio::test]
