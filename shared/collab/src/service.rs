@@ -1018,24 +1018,11 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 match o {
                     Some(None) => {
                         published += 1;
-                        if let Err(e) = self.store.outbox_done(row.id).await {
-                            tracing::warn!(outbox = row.id, error = %e, "deleting a published outbox row failed; it may be sent twice");
-                        }
+                        self.published(row.id).await;
                     }
                     Some(Some(e)) => {
                         stopped = true;
-                        crate::metrics::count("PublishFailures", 1);
-                        tracing::warn!(outbox = row.id, error = %e, "republishing failed; the row backs off");
-                        match self.store.outbox_failed(row.id, &e).await {
-                            Ok(true) => tracing::error!(
-                                outbox = row.id,
-                                "an outbox row failed too often and is parked; it will not be retried"
-                            ),
-                            Ok(false) => {}
-                            Err(e) => {
-                                tracing::warn!(outbox = row.id, error = %e, "recording the failed publish failed")
-                            }
-                        }
+                        self.publish_failed(row.id, &e).await;
                     }
                     // Not attempted: its lease expires on its own.
                     None => {}
@@ -1135,18 +1122,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     async fn publish_envelope(&self, id: i64, envelope: &Envelope, defer: bool) -> bool {
         for message in split(envelope, SNS_MAX_BYTES) {
             if let Err(e) = self.publisher.publish(&message).await {
-                tracing::warn!(outbox = id, error = %e, "publish failed; the sweep will retry");
-                crate::metrics::count("PublishFailures", 1);
-                match self.store.outbox_failed(id, &e.to_string()).await {
-                    Ok(true) => tracing::error!(
-                        outbox = id,
-                        "an outbox row failed too often and is parked; it will not be retried"
-                    ),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(outbox = id, error = %e, "recording the failed publish failed")
-                    }
-                }
+                self.publish_failed(id, &e.to_string()).await;
                 return false;
             }
         }
@@ -1157,10 +1133,31 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             sent.push(id);
             return true;
         }
+        self.published(id).await;
+        true
+    }
+
+    /// Deletes a published outbox row.
+    async fn published(&self, id: i64) {
         if let Err(e) = self.store.outbox_done(id).await {
             tracing::warn!(outbox = id, error = %e, "deleting a published outbox row failed; it may be sent twice");
         }
-        true
+    }
+
+    /// Records a failed publish of outbox row `id`: it backs off, and parks at the limit.
+    async fn publish_failed(&self, id: i64, error: &str) {
+        tracing::warn!(outbox = id, error, "publish failed; the sweep will retry");
+        crate::metrics::count("PublishFailures", 1);
+        match self.store.outbox_failed(id, error).await {
+            Ok(true) => tracing::error!(
+                outbox = id,
+                "an outbox row failed too often and is parked; it will not be retried"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(outbox = id, error = %e, "recording the failed publish failed")
+            }
+        }
     }
 
     /// Loads the document into `slot` or refreshes it from the tail.
