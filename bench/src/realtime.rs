@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use api::{App, AuthConfig};
-use collab::realtime::{ApiGatewayPoster, push_hook};
+use collab::adapters::ApiGatewayPoster;
+use collab::service::{Sockets, push_hook};
 use collab::testing::{ChannelPublisher, TestDb};
 use collab::{Limits, ReplicaId, Service, Settings};
 use futures_util::StreamExt;
@@ -89,10 +90,11 @@ pub fn run(args: &Args) -> Result<bool> {
         let poster = ApiGatewayPoster::from_sdk(&sdk(), &format!("http://{addr}/dev"));
         let hook = push_hook(store.clone(), poster.clone());
         let realtime = Arc::new(Realtime {
-            service: Service::new(store.clone(), ChannelPublisher::new(), settings.clone())
-                .with_push(hook.clone()),
-            store: store.clone(),
-            poster,
+            sockets: Sockets::new(
+                Service::new(store.clone(), ChannelPublisher::new(), settings.clone())
+                    .with_push(hook.clone()),
+                poster,
+            ),
             local_secret: Some(SECRET.to_vec()),
             oidc: None,
         });

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use collab::store::{DocumentStore, Plan};
+use collab::ports::{OpLog, Plan};
 use collab::testing::{ChannelPublisher, TestDb};
 use collab::{DocumentId, Limits, ReplicaId, Service, Settings, UserId};
 use rga::{Op, Rga, SiteId, VersionVector};

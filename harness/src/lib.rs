@@ -3,28 +3,27 @@
 //! containers: separate caches), and they talk only through a stand-in for SNS that carries
 //! exactly the messages the publishers produce. The stand-in delivers them as real SNS events,
 //! late, out of order, sometimes twice, sometimes in batches, and can make an integrate call fail
-//! before it commits (the message is then redelivered, as Lambda retries would).
+//! before it commits (the message is then redelivered, as Lambda retries would). The failure is
+//! injected by the database itself: a trigger on the tables integrate writes raises
+//! `admin_shutdown` (what every session gets when PostgreSQL restarts) while a fault budget in a
+//! sequence is positive, so the real store, the real error mapping and the real transaction
+//! rollback are what the test exercises.
 //!
 //! Requests go through the real router as API Gateway v2 events, so the whole path is exercised:
 //! authorization, validation, the optimistic and locked write paths, the outbox, integration,
 //! the waiting buffer.
 
-mod flaky;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use api::{App, AuthConfig};
-use collab::message::Outbound;
-use collab::store::DocumentStore;
+use collab::ports::Outbox;
 use collab::testing::{ChannelPublisher, TestDb};
+use collab::wire::Outbound;
 use collab::{Limits, PgDocumentStore, ReplicaId, Service, Settings};
 use integrate::Integrator;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-
-pub use flaky::FlakyStore;
 
 /// The topic every replica publishes to and accepts.
 pub const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:collab-ops";
@@ -57,8 +56,7 @@ pub struct Replica {
     /// The api container.
     pub api: Arc<App<ChannelPublisher>>,
     /// The integrate container.
-    pub integrate: Integrator<FlakyStore<PgDocumentStore>, ChannelPublisher>,
-    armed: Arc<AtomicUsize>,
+    pub integrate: Integrator<PgDocumentStore, ChannelPublisher>,
     published: ChannelPublisher,
 }
 
@@ -132,8 +130,8 @@ impl Cluster {
                 Service::new(db.store(2)?, published.clone(), settings.clone()),
                 AuthConfig::default(),
             );
-            let armed = Arc::new(AtomicUsize::new(0));
-            let store = FlakyStore::new(db.store(2)?, armed.clone());
+            install_faults(&db).await?;
+            let store = db.store(2)?;
             let integrate = Integrator {
                 service: Service::new(store, published.clone(), settings),
                 topic_arn: TOPIC.into(),
@@ -143,7 +141,6 @@ impl Cluster {
                 db,
                 api,
                 integrate,
-                armed,
                 published,
             });
         }
@@ -265,7 +262,7 @@ impl Cluster {
         let replica = &self.replicas[dest];
         if failing {
             // Fail one of the batch's writes: the ones before it commit, the rest do not.
-            replica.armed.store(1, Ordering::SeqCst);
+            set_faults(&replica.db, 1).await;
         }
         let event = sns_event(
             &batch
@@ -274,7 +271,7 @@ impl Cluster {
                 .collect::<Vec<_>>(),
         );
         let result = replica.integrate.handle(event).await;
-        let tripped = failing && replica.armed.swap(0, Ordering::SeqCst) == 0;
+        let tripped = failing && set_faults(&replica.db, 0).await == 0;
         match result {
             Ok(_) => {
                 assert!(!tripped || failing, "an armed failure was swallowed");
@@ -350,4 +347,61 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// The tables integrate writes: a write to any of them fails while the fault budget lasts.
+const FAULTY_TABLES: [&str; 5] = [
+    "documents",
+    "operations",
+    "waiting_ops",
+    "sessions",
+    "collaborators",
+];
+
+/// Installs the fault trigger in a replica's database (budget 0: no faults).
+async fn install_faults(db: &TestDb) -> Result<(), collab::AppError> {
+    let store = db.store(1)?;
+    let client = store.pool().get().await?;
+    let mut sql = String::from(
+        "CREATE SEQUENCE harness_faults MINVALUE 0 START 0;
+         CREATE FUNCTION harness_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+         DECLARE left_ bigint;
+         BEGIN
+           SELECT last_value INTO left_ FROM harness_faults;
+           IF left_ > 0 THEN
+             -- Sequences are not transactional: the budget stays spent after the rollback.
+             PERFORM setval('harness_faults', left_ - 1);
+             RAISE EXCEPTION 'injected failure before commit' USING ERRCODE = 'admin_shutdown';
+           END IF;
+           RETURN NULL;
+         END $$;",
+    );
+    for t in FAULTY_TABLES {
+        sql.push_str(&format!(
+            "CREATE TRIGGER harness_fault BEFORE INSERT OR UPDATE OR DELETE ON {t}
+             FOR EACH STATEMENT EXECUTE FUNCTION harness_fault();"
+        ));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(collab::AppError::from)
+}
+
+/// Sets the fault budget of `db` to `n` writes; returns what was left of the previous one.
+async fn set_faults(db: &TestDb, n: i64) -> i64 {
+    let store = db.store(1).expect("a pool on the harness database");
+    let client = store
+        .pool()
+        .get()
+        .await
+        .expect("connecting to the harness database");
+    let row = client
+        .query_one(
+            "SELECT last_value, setval('harness_faults', $1) FROM harness_faults",
+            &[&n],
+        )
+        .await
+        .expect("setting the fault budget");
+    row.get(0)
 }

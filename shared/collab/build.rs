@@ -2,7 +2,10 @@
 //! that the functions check it without linking the migrations themselves.
 
 fn main() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    // At run time, not `env!`: a build script binary reused from another checkout of the same
+    // target directory must read this checkout's migrations.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest).join("../../migrations");
     println!("cargo::rerun-if-changed={}", dir.display());
     let mut latest = 0u32;
     for entry in std::fs::read_dir(&dir).expect("the migrations folder") {

@@ -14,7 +14,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
-use collab::publisher::EventPublisher;
+use collab::ports::EventPublisher;
 use collab::{PgDocumentStore, Service};
 
 pub use auth::{AuthConfig, Caller, LocalClaims, issue_local_token};

@@ -14,7 +14,7 @@ use http::request::Parts;
 use serde::{Deserialize, Serialize};
 
 use collab::model::{Collaborator, Document, Role, SnapshotMeta};
-use collab::publisher::EventPublisher;
+use collab::ports::EventPublisher;
 use collab::{AppError, DocumentId, PgDocumentStore, UserId};
 use rga::{CharId, Op, SiteId, Splice, VersionVector};
 

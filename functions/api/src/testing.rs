@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use collab::publisher::EventPublisher;
+use collab::ports::EventPublisher;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

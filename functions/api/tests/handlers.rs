@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use api::{App, AuthConfig, router};
-use collab::store::DocumentStore;
+use collab::ports::Outbox;
 use collab::testing::{ChannelPublisher, TestDb};
 use collab::{Limits, PgDocumentStore, ReplicaId, Service, Settings};
 use serde_json::{Value, json};

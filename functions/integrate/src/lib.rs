@@ -19,9 +19,9 @@
 
 use aws_lambda_events::sns::SnsEvent;
 use aws_lambda_events::sqs::SqsEvent;
-use collab::message::Envelope;
-use collab::publisher::EventPublisher;
-use collab::store::DocumentStore;
+use collab::ports::DocumentStore;
+use collab::ports::EventPublisher;
+use collab::wire::Envelope;
 use collab::{AppError, ReplicaId, Service};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -228,7 +228,7 @@ impl<S: DocumentStore, P: EventPublisher> Integrator<S, P> {
             return Outcome::Done;
         }
         let ops = match &envelope.body {
-            collab::message::Broadcast::Ops { ops, .. } => ops.len(),
+            collab::wire::Broadcast::Ops { ops, .. } => ops.len(),
             _ => 0,
         };
         match self.service.integrate(envelope).await {

@@ -2,7 +2,7 @@
 //! (the replica's queue, as the event source mapping delivers it), against a fresh PostgreSQL
 //! database per test.
 
-use collab::store::DocumentStore;
+use collab::ports::Sessions;
 use collab::testing::{ChannelPublisher, TestDb};
 use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
 use integrate::{Integrator, ItemFailure, Report};
@@ -157,8 +157,7 @@ async fn the_use_case_refuses_a_forged_envelope_too() {
     let db = TestDb::new().await.unwrap();
     let i = integrator(db.store(1).unwrap());
     let record = &event("sns/forged")["Records"][0]["Sns"]["Message"];
-    let envelope: collab::message::Envelope =
-        serde_json::from_str(record.as_str().unwrap()).unwrap();
+    let envelope: collab::wire::Envelope = serde_json::from_str(record.as_str().unwrap()).unwrap();
     let err = i.service.integrate(envelope).await.unwrap_err();
     assert!(matches!(err, AppError::Forged(_)), "{err}");
     assert!(!err.is_transient());

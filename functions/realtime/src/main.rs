@@ -5,6 +5,7 @@
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use collab::Runtime;
 use collab::auth::{OidcVerifier, local_secret_from_env};
+use collab::service::Sockets;
 use lambda_runtime::{LambdaEvent, service_fn};
 use realtime::Realtime;
 
@@ -17,9 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .poster
         .ok_or("environment variable WS_MANAGEMENT_ENDPOINT: is not set")?;
     let app = Realtime {
-        service: runtime.service,
-        store: runtime.store,
-        poster,
+        sockets: Sockets::new(runtime.service, poster),
         local_secret: local_secret_from_env()?,
         oidc: OidcVerifier::from_env()?,
     };

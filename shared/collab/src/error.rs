@@ -124,12 +124,27 @@ impl From<tokio_postgres::Error> for AppError {
         if e.as_db_error().and_then(|d| d.constraint()) == Some("idempotency_keys_pkey") {
             return AppError::KeyRecorded;
         }
-        if e.is_closed() || e.as_db_error().is_none() {
+        if e.is_closed() || e.as_db_error().is_none() || e.code().is_some_and(retryable) {
             AppError::Unavailable(e.to_string())
         } else {
             AppError::Internal(e.to_string())
         }
     }
+}
+
+/// SQLSTATEs that say "not now" rather than "never": the server is shutting down or restarting
+/// (class 57P, e.g. `admin_shutdown` on every session when PostgreSQL restarts), the connection
+/// broke (class 08), the server is out of connections or memory (class 53), a serialization
+/// failure or deadlock (class 40), a lock or statement timeout (`55P03`, `57014`). The request
+/// answers 503 with `Retry-After`, and a delivery is retried.
+fn retryable(code: &tokio_postgres::error::SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08")
+        || c.starts_with("40")
+        || c.starts_with("53")
+        || c.starts_with("57P")
+        || c == "55P03"
+        || c == "57014"
 }
 
 impl From<deadpool_postgres::PoolError> for AppError {

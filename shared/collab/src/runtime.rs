@@ -1,7 +1,8 @@
 //! What every function builds once per container, from the environment: the checked
 //! configuration, the store (its schema version checked), and the service over them.
 
-use crate::realtime::{ApiGatewayPoster, push_hook};
+use crate::adapters::ApiGatewayPoster;
+use crate::service::push_hook;
 use crate::{Config, PgDocumentStore, Service, Settings, SnsPublisher};
 
 /// The error a function's start-up ends with; lambda_runtime's and lambda_http's `Error`.

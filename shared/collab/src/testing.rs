@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::NoTls;
 
+use crate::adapters::pg::PgDocumentStore;
 use crate::error::AppError;
-use crate::message::Outbound;
-use crate::pg::PgDocumentStore;
-use crate::publisher::{EventPublisher, PublishError};
+use crate::ports::{EventPublisher, PublishError};
+use crate::wire::Outbound;
 
 /// Where tests find PostgreSQL unless `DATABASE_URL` says otherwise.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use collab::message::{Broadcast, Envelope, SNS_MAX_BYTES};
-use collab::publisher::SnsPublisher;
+use collab::adapters::SnsPublisher;
 use collab::testing::TestDb;
+use collab::wire::{Broadcast, Envelope, SNS_MAX_BYTES};
 use collab::{Limits, ReplicaId, Service, Settings, UserId};
 use rga::{Rga, VersionVector};
 use serde_json::Value;
@@ -247,7 +247,7 @@ async fn the_filter_policy_keeps_a_replicas_own_messages_away() {
 #[tokio::test]
 async fn publish_batch_sends_every_message_with_its_attributes_in_calls_of_ten() {
     use collab::EventPublisher;
-    use collab::message::Outbound;
+    use collab::wire::Outbound;
     let moto = moto();
     let conf = sdk(&moto.endpoint).await;
     let (topic, queue) = topic_with_queue(&conf, "collab-batch", None).await;

@@ -1,10 +1,10 @@
 //! The store and the use-cases against a real PostgreSQL (each test on a fresh database created
 //! from `DATABASE_URL` with the real migrations, dropped afterwards).
 
-use collab::message::{Broadcast, Envelope};
 use collab::model::Role;
-use collab::store::DocumentStore;
+use collab::ports::{OpLog, Outbox};
 use collab::testing::{ChannelPublisher, TestDb};
+use collab::wire::{Broadcast, Envelope};
 use collab::{AppError, DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -648,7 +648,7 @@ async fn the_sweep_stops_at_the_first_failure_backs_off_and_parks_a_row_that_kee
     // SNS is down: each sweep makes one PublishBatch call for the claimed rows (not one per
     // row) and stops, not looping. (The request already failed each row once.)
     let mut last = 0;
-    for round in 1..collab::store::MAX_OUTBOX_ATTEMPTS - 1 {
+    for round in 1..collab::ports::MAX_OUTBOX_ATTEMPTS - 1 {
         end_backoff(&db).await;
         let before = publisher.calls();
         let sweep = svc.sweep_outbox(0).await.unwrap();

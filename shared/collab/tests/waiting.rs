@@ -3,9 +3,9 @@
 //! the buffer, so ops from another replica still wait and apply. Against a fresh PostgreSQL.
 
 use collab::ids::site_id;
-use collab::message::{Broadcast, Envelope};
 use collab::model::Role;
 use collab::testing::{ChannelPublisher, TestDb};
+use collab::wire::{Broadcast, Envelope};
 use collab::{AppError, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
 use rga::{Op, S4Vector, SiteId};
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use collab::store::DocumentStore;
+use collab::ports::Outbox;
 use collab::testing::{ChannelPublisher, RoundTrips, TestDb, stalled_server};
 use collab::{
     AppError, Limits, PgDocumentStore, ReplicaId, Service, Settings, SnsPublisher, UserId, Waits,
@@ -137,4 +137,35 @@ async fn a_pooled_connection_that_died_silently_is_replaced_not_waited_on() {
         .expect("a request waited on a dead connection")
         .unwrap();
     assert_eq!(docs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_going_away_is_unavailable_not_an_internal_error() {
+    // What every session gets when PostgreSQL restarts (`admin_shutdown`), raised by the real
+    // server: the request answers 503 with Retry-After and a delivery is retried.
+    let db = TestDb::new().await.unwrap();
+    let store = PgDocumentStore::connect(db.config(), 1).unwrap();
+    let client = store.pool().get().await.unwrap();
+    for code in [
+        "admin_shutdown",
+        "serialization_failure",
+        "too_many_connections",
+    ] {
+        let err = client
+            .batch_execute(&format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'going away' USING ERRCODE = '{code}'; END $$"
+            ))
+            .await
+            .unwrap_err();
+        let err = AppError::from(err);
+        assert!(matches!(err, AppError::Unavailable(_)), "{code}: {err:?}");
+        assert_eq!(err.status(), 503);
+    }
+    let err = client
+        .batch_execute(
+            "DO $$ BEGIN RAISE EXCEPTION 'bug' USING ERRCODE = 'undefined_column'; END $$",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(AppError::from(err), AppError::Internal(_)));
 }

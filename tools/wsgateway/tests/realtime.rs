@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{App, AuthConfig};
-use collab::message::Outbound;
+use collab::adapters::ApiGatewayPoster;
 use collab::model::Connection;
-use collab::realtime::{ApiGatewayPoster, push_hook};
-use collab::store::DocumentStore;
+use collab::ports::{Connections, Documents};
+use collab::service::{Sockets, push_hook};
 use collab::testing::{ChannelPublisher, TestDb};
+use collab::wire::Outbound;
 use collab::{DocumentId, Limits, PgDocumentStore, ReplicaId, Service, Settings, UserId};
 use futures_util::{SinkExt, StreamExt};
 use realtime::Realtime;
@@ -74,10 +75,11 @@ async fn node(replica: u16) -> Node {
     let poster = ApiGatewayPoster::from_sdk(&sdk(), &format!("http://{addr}/dev"));
     let hook = push_hook(store.clone(), poster.clone());
     let realtime = Arc::new(Realtime {
-        service: Service::new(store.clone(), published.clone(), settings.clone())
-            .with_push(hook.clone()),
-        store: store.clone(),
-        poster,
+        sockets: Sockets::new(
+            Service::new(store.clone(), published.clone(), settings.clone())
+                .with_push(hook.clone()),
+            poster,
+        ),
         local_secret: Some(SECRET.to_vec()),
         oidc: None,
     });

@@ -1,4 +1,4 @@
-//! Queries on `documents`.
+//! [`Documents`] on PostgreSQL: `documents` and `collaborators`.
 
 use chrono::Utc;
 use tokio_postgres::Row;
@@ -6,9 +6,9 @@ use tokio_postgres::Row;
 use super::PgDocumentStore;
 use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId, UserId};
-use crate::message::Envelope;
-use crate::model::{Document, DocumentInfo, Role};
-use crate::store::{NewDocument, Plan};
+use crate::model::{Collaborator, CollaboratorChange, Document, DocumentInfo, Role};
+use crate::ports::{Documents, NewDocument, Plan};
+use crate::wire::{Broadcast, Envelope};
 
 pub(super) const COLUMNS: &str = "d.id, d.title, d.owner_id, d.created_at, d.updated_at, d.deleted_at, d.origin_replica, d.title_stamp, d.title_replica";
 
@@ -33,7 +33,35 @@ fn envelope_json(e: &Envelope) -> Result<serde_json::Value, AppError> {
 }
 
 impl PgDocumentStore {
-    pub(crate) async fn create_document_impl(
+    /// Runs `update` (which returns the document row) and records the broadcast, in one
+    /// transaction.
+    async fn update_with_outbox(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        outbox: &(dyn Fn(&Document) -> Envelope + Sync),
+    ) -> Result<Option<(Document, i64)>, AppError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx.query_opt(sql, params).await? else {
+            return Ok(None);
+        };
+        let doc = document(&row);
+        let payload = envelope_json(&outbox(&doc))?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id",
+                &[&doc.id.0, &payload],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok(Some((doc, id)))
+    }
+}
+
+impl Documents for PgDocumentStore {
+    async fn create_document(
         &self,
         doc: &NewDocument,
         origin: ReplicaId,
@@ -60,10 +88,7 @@ impl PgDocumentStore {
         Ok((document(&row), appended.outbox_id))
     }
 
-    pub(crate) async fn upsert_document_impl(
-        &self,
-        info: &DocumentInfo,
-    ) -> Result<Document, AppError> {
+    async fn upsert_document(&self, info: &DocumentInfo) -> Result<Document, AppError> {
         let client = self.pool.get().await?;
         let deleted_at = info.deleted.then(Utc::now);
         let row = client
@@ -96,10 +121,7 @@ impl PgDocumentStore {
         Ok(document(&row))
     }
 
-    pub(crate) async fn get_document_impl(
-        &self,
-        id: DocumentId,
-    ) -> Result<Option<Document>, AppError> {
+    async fn get_document(&self, id: DocumentId) -> Result<Option<Document>, AppError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -110,10 +132,7 @@ impl PgDocumentStore {
         Ok(row.as_ref().map(document))
     }
 
-    pub(crate) async fn list_documents_impl(
-        &self,
-        user: &UserId,
-    ) -> Result<Vec<(Document, Role)>, AppError> {
+    async fn list_documents(&self, user: &UserId) -> Result<Vec<(Document, Role)>, AppError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -132,7 +151,7 @@ impl PgDocumentStore {
             .collect())
     }
 
-    pub(crate) async fn access_impl(
+    async fn access(
         &self,
         id: DocumentId,
         user: &UserId,
@@ -141,28 +160,12 @@ impl PgDocumentStore {
         access_on(&client, id, user).await
     }
 
-    /// [`PgDocumentStore::access_impl`] and the tail from `from`, pipelined on one connection:
-    /// one round trip.
-    pub(crate) async fn access_and_tail_impl(
-        &self,
-        id: DocumentId,
-        user: &UserId,
-        from: i64,
-    ) -> Result<(Option<(Document, Option<Role>)>, crate::store::Tail), AppError> {
-        let client = self.pool.get().await?;
-        futures_util::future::try_join(
-            access_on(&client, id, user),
-            super::ops::tail_on(&client, id, from),
-        )
-        .await
-    }
-
-    pub(crate) async fn access_with_session_impl(
+    async fn access_with_session(
         &self,
         id: DocumentId,
         user: &UserId,
         site: rga::SiteId,
-    ) -> Result<Option<crate::store::Access>, AppError> {
+    ) -> Result<Option<crate::ports::Access>, AppError> {
         let site = i64::try_from(site.0).unwrap_or(-1);
         let client = self.pool.get().await?;
         let stmt = client
@@ -192,33 +195,7 @@ impl PgDocumentStore {
         }))
     }
 
-    /// Runs `update` (which returns the document row) and records the broadcast, in one
-    /// transaction.
-    async fn update_with_outbox(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-        outbox: &(dyn Fn(&Document) -> Envelope + Sync),
-    ) -> Result<Option<(Document, i64)>, AppError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let Some(row) = tx.query_opt(sql, params).await? else {
-            return Ok(None);
-        };
-        let doc = document(&row);
-        let payload = envelope_json(&outbox(&doc))?;
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id",
-                &[&doc.id.0, &payload],
-            )
-            .await?
-            .get(0);
-        tx.commit().await?;
-        Ok(Some((doc, id)))
-    }
-
-    pub(crate) async fn rename_document_impl(
+    async fn rename_document(
         &self,
         id: DocumentId,
         title: &str,
@@ -240,7 +217,7 @@ impl PgDocumentStore {
         .await
     }
 
-    pub(crate) async fn delete_document_impl(
+    async fn delete_document(
         &self,
         id: DocumentId,
         outbox: &(dyn Fn(&Document) -> Envelope + Sync),
@@ -250,10 +227,86 @@ impl PgDocumentStore {
         );
         self.update_with_outbox(&sql, &[&id.0], outbox).await
     }
+
+    async fn collaborators(&self, id: DocumentId) -> Result<Vec<Collaborator>, AppError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT owner_id AS user_id, 'owner' AS role, 0 AS rank FROM documents WHERE id = $1
+                 UNION ALL
+                 SELECT user_id, role, 1 FROM collaborators WHERE document_id = $1 AND role IS NOT NULL
+                 ORDER BY rank, user_id",
+                &[&id.0],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(Collaborator {
+                    user_id: UserId(r.get("user_id")),
+                    role: Role::parse(r.get("role"))?,
+                })
+            })
+            .collect())
+    }
+
+    async fn change_collaborator(
+        &self,
+        c: &CollaboratorChange,
+        outbox: Option<&Envelope>,
+    ) -> Result<(bool, Option<i64>), AppError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut c = c.clone();
+        let mut outbox = outbox.cloned();
+        if let Some(envelope) = &mut outbox {
+            // A local change: its stamp only moves forward (GREATEST(now, stored + 1)), so that a
+            // clock behind the replica that wrote the stored one does not make it silently lose.
+            let stored = tx
+                .query_opt(
+                    "SELECT stamp FROM collaborators WHERE document_id = $1 AND user_id = $2 FOR UPDATE",
+                    &[&c.document_id.0, &c.user_id.0],
+                )
+                .await?;
+            if let Some(row) = stored {
+                c.stamp = c.stamp.max(row.get::<_, i64>(0).saturating_add(1));
+            }
+            if let Broadcast::Collaborator { change, .. } = &mut envelope.body {
+                change.stamp = c.stamp;
+            }
+        }
+        let c = &c;
+        let outbox = outbox.as_ref();
+        let role = c.role.map(Role::as_str);
+        let applied = tx
+            .execute(
+                "INSERT INTO collaborators AS c (document_id, user_id, role, stamp, stamp_replica) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (document_id, user_id) DO UPDATE SET role = EXCLUDED.role, stamp = EXCLUDED.stamp,
+                     stamp_replica = EXCLUDED.stamp_replica, updated_at = now()
+                 WHERE (EXCLUDED.stamp, EXCLUDED.stamp_replica) > (c.stamp, c.stamp_replica)",
+                &[&c.document_id.0, &c.user_id.0, &role, &c.stamp, &(c.replica.0 as i32)],
+            )
+            .await?
+            > 0;
+        let mut out = None;
+        if let (true, Some(e)) = (applied, outbox) {
+            let payload = serde_json::to_value(e).map_err(|e| AppError::Internal(e.to_string()))?;
+            out = Some(
+                tx.query_one(
+                    "INSERT INTO outbox (document_id, payload) VALUES ($1, $2) RETURNING id",
+                    &[&c.document_id.0, &payload],
+                )
+                .await?
+                .get(0),
+            );
+        }
+        tx.commit().await?;
+        Ok((applied, out))
+    }
 }
 
 /// The metadata and `user`'s role on document `id`, on `client`.
-async fn access_on(
+pub(super) async fn access_on(
     client: &deadpool_postgres::Client,
     id: DocumentId,
     user: &UserId,

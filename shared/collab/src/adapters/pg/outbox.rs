@@ -4,7 +4,7 @@ use tokio_postgres::Row;
 
 use super::PgDocumentStore;
 use crate::error::AppError;
-use crate::store::{MAX_OUTBOX_ATTEMPTS, OutboxHealth, OutboxRow};
+use crate::ports::{MAX_OUTBOX_ATTEMPTS, Outbox, OutboxHealth, OutboxRow};
 
 fn outbox_row(row: &Row) -> Result<OutboxRow, AppError> {
     let payload: serde_json::Value = row.get("payload");
@@ -16,8 +16,8 @@ fn outbox_row(row: &Row) -> Result<OutboxRow, AppError> {
     })
 }
 
-impl PgDocumentStore {
-    pub(crate) async fn claim_outbox_impl(
+impl Outbox for PgDocumentStore {
+    async fn claim_outbox(
         &self,
         min_age_secs: i64,
         lease_secs: i64,
@@ -41,7 +41,7 @@ impl PgDocumentStore {
         Ok(out)
     }
 
-    pub(crate) async fn outbox_row_impl(&self, id: i64) -> Result<Option<OutboxRow>, AppError> {
+    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, AppError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -52,7 +52,7 @@ impl PgDocumentStore {
         row.as_ref().map(outbox_row).transpose()
     }
 
-    pub(crate) async fn outbox_done_impl(&self, id: i64) -> Result<(), AppError> {
+    async fn outbox_done(&self, id: i64) -> Result<(), AppError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached("DELETE FROM outbox WHERE id = $1")
@@ -61,7 +61,7 @@ impl PgDocumentStore {
         Ok(())
     }
 
-    pub(crate) async fn outbox_failed_impl(&self, id: i64, error: &str) -> Result<bool, AppError> {
+    async fn outbox_failed(&self, id: i64, error: &str) -> Result<bool, AppError> {
         let client = self.pool.get().await?;
         // Backs off 2, 4, 8 ... seconds (at most five minutes) and parks the row at the limit.
         let row = client
@@ -76,7 +76,7 @@ impl PgDocumentStore {
         Ok(row.is_some_and(|r| r.get(0)))
     }
 
-    pub(crate) async fn outbox_health_impl(&self) -> Result<OutboxHealth, AppError> {
+    async fn outbox_health(&self) -> Result<OutboxHealth, AppError> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
@@ -94,7 +94,7 @@ impl PgDocumentStore {
         })
     }
 
-    pub(crate) async fn outbox_len_impl(&self) -> Result<i64, AppError> {
+    async fn outbox_len(&self) -> Result<i64, AppError> {
         let client = self.pool.get().await?;
         Ok(client
             .query_one("SELECT count(*) FROM outbox", &[])

@@ -7,6 +7,7 @@ use super::PgDocumentStore;
 use crate::error::AppError;
 use crate::ids::DocumentId;
 use crate::model::SnapshotMeta;
+use crate::ports::Snapshots;
 
 fn meta(row: &Row) -> Result<SnapshotMeta, AppError> {
     let vv: serde_json::Value = row.get("version_vector");
@@ -19,8 +20,8 @@ fn meta(row: &Row) -> Result<SnapshotMeta, AppError> {
     })
 }
 
-impl PgDocumentStore {
-    pub(crate) async fn write_snapshot_impl(
+impl Snapshots for PgDocumentStore {
+    async fn write_snapshot(
         &self,
         id: DocumentId,
         state: &[u8],
@@ -55,7 +56,7 @@ impl PgDocumentStore {
         row.as_ref().map(meta).transpose()
     }
 
-    pub(crate) async fn snapshot_pos_impl(&self, id: DocumentId) -> Result<i64, AppError> {
+    async fn snapshot_pos(&self, id: DocumentId) -> Result<i64, AppError> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
@@ -66,10 +67,7 @@ impl PgDocumentStore {
         Ok(row.get(0))
     }
 
-    pub(crate) async fn snapshots_impl(
-        &self,
-        id: DocumentId,
-    ) -> Result<Vec<SnapshotMeta>, AppError> {
+    async fn snapshots(&self, id: DocumentId) -> Result<Vec<SnapshotMeta>, AppError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -80,7 +78,7 @@ impl PgDocumentStore {
         rows.iter().map(meta).collect()
     }
 
-    pub(crate) async fn snapshot_text_impl(
+    async fn snapshot_text(
         &self,
         id: DocumentId,
         version: i32,

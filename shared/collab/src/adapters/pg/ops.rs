@@ -7,9 +7,9 @@ use tokio_postgres::Row;
 
 use super::{PgDocumentStore, documents, to_i64};
 use crate::error::AppError;
-use crate::ids::{DocumentId, ReplicaId};
-use crate::model::{MAX_PAGE_BYTES, OpsPage};
-use crate::store::{Appended, Loaded, Plan, Tail};
+use crate::ids::{DocumentId, ReplicaId, UserId};
+use crate::model::{Document, MAX_PAGE_BYTES, OpsPage, Role};
+use crate::ports::{Appended, Loaded, OpLog, Plan, Tail};
 
 const OP_COLUMNS: &str =
     "kind, ssn, sum, sid, seq, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets";
@@ -527,56 +527,6 @@ impl PgDocumentStore {
         })
     }
 
-    pub(crate) async fn append_impl<F>(
-        &self,
-        id: DocumentId,
-        known_pos: i64,
-        origin: ReplicaId,
-        plan: F,
-    ) -> Result<Appended, AppError>
-    where
-        F: FnOnce(Tail) -> Result<Plan, AppError> + Send,
-    {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Pipelined: the server runs the tail query after the lock is granted, so it sees every
-        // row committed before. `plan` runs exactly once; on any failure the transaction rolls
-        // back and the caller discards what `plan` changed in memory.
-        let (lock, tail) = try_join(tx.prepare_cached(LOCK), tx.prepare_cached(TAIL)).await?;
-        let (lock, rows) = try_join(
-            tx.query_opt(&lock, &[&id.0]),
-            tx.query(&tail, &[&id.0, &known_pos]),
-        )
-        .await?;
-        let Some(lock) = lock else {
-            return Err(AppError::not_found(format!("document {id}")));
-        };
-        let log_len: i64 = lock.get(0);
-        let TailRows {
-            ops,
-            next_pos,
-            waiting,
-            ..
-        } = split_tail(&rows, log_len)?;
-        let plan = plan(Tail {
-            ops,
-            next_pos,
-            waiting,
-        })?;
-        if plan.is_empty() {
-            tx.commit().await?;
-            return Ok(Appended {
-                next_pos,
-                outbox_id: None,
-                inserted: 0,
-                duplicates: 0,
-            });
-        }
-        let appended = self.append_planned(&tx, id, origin, log_len, &plan).await?;
-        tx.commit().await?;
-        Ok(appended)
-    }
-
     /// Writes a plan made against the tail under the document's lock: its ops are new (the
     /// caller's replica, up to date under the lock, refused or dropped the rest), so plain
     /// inserts at positions `log_len ..` suffice, sent together in one round trip. The primary
@@ -673,8 +623,76 @@ impl PgDocumentStore {
             duplicates: 0,
         })
     }
+}
 
-    pub(crate) async fn try_append_impl(
+impl OpLog for PgDocumentStore {
+    /// [`Documents::access`](crate::ports::Documents::access) and the tail from `from`, pipelined on one connection:
+    /// one round trip.
+    async fn access_and_tail(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        from: i64,
+    ) -> Result<(Option<(Document, Option<Role>)>, Tail), AppError> {
+        let client = self.pool.get().await?;
+        try_join(
+            documents::access_on(&client, id, user),
+            tail_on(&client, id, from),
+        )
+        .await
+    }
+
+    async fn append<F>(
+        &self,
+        id: DocumentId,
+        known_pos: i64,
+        origin: ReplicaId,
+        plan: F,
+    ) -> Result<Appended, AppError>
+    where
+        F: FnOnce(Tail) -> Result<Plan, AppError> + Send,
+    {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Pipelined: the server runs the tail query after the lock is granted, so it sees every
+        // row committed before. `plan` runs exactly once; on any failure the transaction rolls
+        // back and the caller discards what `plan` changed in memory.
+        let (lock, tail) = try_join(tx.prepare_cached(LOCK), tx.prepare_cached(TAIL)).await?;
+        let (lock, rows) = try_join(
+            tx.query_opt(&lock, &[&id.0]),
+            tx.query(&tail, &[&id.0, &known_pos]),
+        )
+        .await?;
+        let Some(lock) = lock else {
+            return Err(AppError::not_found(format!("document {id}")));
+        };
+        let log_len: i64 = lock.get(0);
+        let TailRows {
+            ops,
+            next_pos,
+            waiting,
+            ..
+        } = split_tail(&rows, log_len)?;
+        let plan = plan(Tail {
+            ops,
+            next_pos,
+            waiting,
+        })?;
+        if plan.is_empty() {
+            tx.commit().await?;
+            return Ok(Appended {
+                next_pos,
+                outbox_id: None,
+                inserted: 0,
+                duplicates: 0,
+            });
+        }
+        let appended = self.append_planned(&tx, id, origin, log_len, &plan).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn try_append(
         &self,
         id: DocumentId,
         known_pos: i64,
@@ -741,7 +759,7 @@ impl PgDocumentStore {
         }))
     }
 
-    pub(crate) async fn append_ops_impl(
+    async fn append_ops(
         &self,
         id: DocumentId,
         ops: &[Op],
@@ -768,7 +786,7 @@ impl PgDocumentStore {
         Ok(appended)
     }
 
-    pub(crate) async fn load_impl(&self, id: DocumentId) -> Result<Option<Loaded>, AppError> {
+    async fn load(&self, id: DocumentId) -> Result<Option<Loaded>, AppError> {
         let client = self.pool.get().await?;
         for _ in 0..3 {
             let meta = format!(
@@ -813,49 +831,12 @@ impl PgDocumentStore {
         ))
     }
 
-    pub(crate) async fn tail_impl(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
+    async fn tail(&self, id: DocumentId, from: i64) -> Result<Tail, AppError> {
         let client = self.pool.get().await?;
         tail_on(&client, id, from).await
     }
-}
 
-/// The operations of `id` at or after `from` and its waiting ops, on `client` (two statements,
-/// pipelined).
-pub(crate) async fn tail_on(
-    client: &deadpool_postgres::Client,
-    id: DocumentId,
-    from: i64,
-) -> Result<Tail, AppError> {
-    {
-        let (len, tail) = try_join(
-            client.prepare_cached("SELECT log_len FROM documents WHERE id = $1"),
-            client.prepare_cached(TAIL),
-        )
-        .await?;
-        let (len, rows) = try_join(
-            client.query_opt(&len, &[&id.0]),
-            client.query(&tail, &[&id.0, &from]),
-        )
-        .await?;
-        let Some(len) = len else {
-            return Err(AppError::not_found(format!("document {id}")));
-        };
-        let TailRows {
-            ops,
-            next_pos,
-            waiting,
-            ..
-        } = split_tail(&rows, len.get::<_, i64>(0).max(from))?;
-        Ok(Tail {
-            ops,
-            next_pos,
-            waiting,
-        })
-    }
-}
-
-impl PgDocumentStore {
-    pub(crate) async fn ops_since_impl(
+    async fn ops_since(
         &self,
         id: DocumentId,
         since: &VersionVector,
@@ -909,47 +890,8 @@ impl PgDocumentStore {
         }
         Ok(OpsPage { ops, next_cursor })
     }
-}
 
-/// The length of `op`'s JSON form, without building it.
-fn json_len(op: &Op) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, op);
-    c.0 + 1
-}
-
-impl PgDocumentStore {
-    pub(crate) async fn key_answer_impl(
-        &self,
-        id: DocumentId,
-        user: &crate::ids::UserId,
-        key: &str,
-    ) -> Result<Option<(String, serde_json::Value)>, AppError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "WITH gone AS (
-                     DELETE FROM idempotency_keys
-                     WHERE document_id = $1 AND user_id = $2 AND key = $3 AND expires_at <= now())
-                 SELECT request_hash, answer FROM idempotency_keys
-                 WHERE document_id = $1 AND user_id = $2 AND key = $3 AND expires_at > now()",
-                &[&id.0, &user.0, &key],
-            )
-            .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
-    }
-
-    pub(crate) async fn expire_waiting_impl(
+    async fn expire_waiting(
         &self,
         replica: crate::ids::ReplicaId,
         max_age_secs: i64,
@@ -973,14 +915,56 @@ impl PgDocumentStore {
         docs.dedup();
         Ok(docs)
     }
+}
 
-    pub(crate) async fn expire_keys_impl(&self) -> Result<u64, AppError> {
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(
-                "DELETE FROM idempotency_keys WHERE expires_at <= now()",
-                &[],
-            )
-            .await?)
+/// The operations of `id` at or after `from` and its waiting ops, on `client` (two statements,
+/// pipelined).
+pub(crate) async fn tail_on(
+    client: &deadpool_postgres::Client,
+    id: DocumentId,
+    from: i64,
+) -> Result<Tail, AppError> {
+    {
+        let (len, tail) = try_join(
+            client.prepare_cached("SELECT log_len FROM documents WHERE id = $1"),
+            client.prepare_cached(TAIL),
+        )
+        .await?;
+        let (len, rows) = try_join(
+            client.query_opt(&len, &[&id.0]),
+            client.query(&tail, &[&id.0, &from]),
+        )
+        .await?;
+        let Some(len) = len else {
+            return Err(AppError::not_found(format!("document {id}")));
+        };
+        let TailRows {
+            ops,
+            next_pos,
+            waiting,
+            ..
+        } = split_tail(&rows, len.get::<_, i64>(0).max(from))?;
+        Ok(Tail {
+            ops,
+            next_pos,
+            waiting,
+        })
     }
+}
+
+/// The length of `op`'s JSON form, without building it.
+fn json_len(op: &Op) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, op);
+    c.0 + 1
 }

@@ -6,8 +6,9 @@ use tokio_postgres::Row;
 use super::{PgDocumentStore, to_i64};
 use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId, SITE_COUNTER_BITS, UserId};
-use crate::message::Envelope;
 use crate::model::Session;
+use crate::ports::Sessions;
+use crate::wire::Envelope;
 
 fn session(row: &Row) -> Session {
     Session {
@@ -18,8 +19,8 @@ fn session(row: &Row) -> Session {
     }
 }
 
-impl PgDocumentStore {
-    pub(crate) async fn create_session_impl(
+impl Sessions for PgDocumentStore {
+    async fn create_session(
         &self,
         id: DocumentId,
         user: &UserId,
@@ -55,7 +56,7 @@ impl PgDocumentStore {
         Ok((s, out))
     }
 
-    pub(crate) async fn insert_session_impl(&self, s: &Session) -> Result<(), AppError> {
+    async fn insert_session(&self, s: &Session) -> Result<(), AppError> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -66,7 +67,7 @@ impl PgDocumentStore {
         Ok(())
     }
 
-    pub(crate) async fn session_impl(&self, site: SiteId) -> Result<Option<Session>, AppError> {
+    async fn session(&self, site: SiteId) -> Result<Option<Session>, AppError> {
         let Ok(site) = i64::try_from(site.0) else {
             return Ok(None);
         };

@@ -8,6 +8,7 @@ use super::PgDocumentStore;
 use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId, UserId};
 use crate::model::{Connection, Standing};
+use crate::ports::Connections;
 
 const COLUMNS: &str = "k.connection_id, k.document_id, k.user_id, k.connected_at, k.expires_at,
     CASE WHEN d.deleted_at IS NOT NULL THEN 'deleted'
@@ -31,12 +32,8 @@ fn with_standing(row: &Row) -> (Connection, Standing) {
     (connection(row), Standing::parse(row.get("standing")))
 }
 
-impl PgDocumentStore {
-    pub(crate) async fn add_connection_impl(
-        &self,
-        c: &Connection,
-        replica: ReplicaId,
-    ) -> Result<(), AppError> {
+impl Connections for PgDocumentStore {
+    async fn add_connection(&self, c: &Connection, replica: ReplicaId) -> Result<(), AppError> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -48,10 +45,7 @@ impl PgDocumentStore {
         Ok(())
     }
 
-    pub(crate) async fn remove_connection_impl(
-        &self,
-        id: &str,
-    ) -> Result<Option<Connection>, AppError> {
+    async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, AppError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -63,10 +57,7 @@ impl PgDocumentStore {
         Ok(row.as_ref().map(connection))
     }
 
-    pub(crate) async fn connection_impl(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Connection, Standing)>, AppError> {
+    async fn connection(&self, id: &str) -> Result<Option<(Connection, Standing)>, AppError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(&format!(
@@ -77,7 +68,7 @@ impl PgDocumentStore {
         Ok(row.as_ref().map(with_standing))
     }
 
-    pub(crate) async fn connections_impl(
+    async fn connections(
         &self,
         document: DocumentId,
     ) -> Result<Vec<(Connection, Standing)>, AppError> {

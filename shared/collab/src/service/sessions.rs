@@ -1,0 +1,121 @@
+//! Sessions: an editor's site id on this replica, with the document's state to start from.
+//! A session's ops are accepted only on the replica that opened it (its id carries the replica).
+
+use rga::SiteId;
+
+use super::{Service, SessionView};
+use crate::error::AppError;
+use crate::ids::ReplicaId;
+use crate::ids::{DocumentId, UserId};
+use crate::model::{Document, Role, Session};
+use crate::ports::{DocumentStore, EventPublisher};
+use crate::wire::{Broadcast, Envelope};
+
+impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
+    /// Opens an editing session for `user` (editor or owner).
+    pub async fn open_session(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+    ) -> Result<SessionView, AppError> {
+        self.open_session_with(id, user, true, true).await
+    }
+
+    /// [`Service::open_session`], with the text and the snapshot only when asked for (an empty
+    /// string or vector otherwise): a CRDT client needs only the snapshot (the text is in it), a
+    /// simple one only the text, a client that keeps its own replica neither.
+    pub async fn open_session_with(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        want_text: bool,
+        want_snapshot: bool,
+    ) -> Result<SessionView, AppError> {
+        let (doc, _) = self.authorize(id, user, Role::Editor).await?;
+        let origin = self.settings.replica;
+        let info = doc.info();
+        let announce = move |s: &Session| Envelope {
+            origin,
+            body: Broadcast::Session {
+                document: info.clone(),
+                session: s.clone(),
+            },
+        };
+        let (session, outbox) = self
+            .store
+            .create_session(id, user, origin, &announce)
+            .await?;
+        self.publish_row(outbox).await;
+        let (text, version, snapshot) = self
+            .read(id, |r| {
+                (
+                    if want_text { r.text() } else { String::new() },
+                    r.version(),
+                    if want_snapshot {
+                        r.encode()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            })
+            .await?;
+        Ok(SessionView {
+            session,
+            ssn: self.settings.ssn,
+            text,
+            version,
+            snapshot,
+        })
+    }
+
+    /// [`Service::authorize`] for an editor, and the session `site`, which must belong to `user`
+    /// and the document: one round trip.
+    pub(super) async fn authorize_session(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+    ) -> Result<Document, AppError> {
+        let (doc, session) = match self.store.access_with_session(id, user, site).await? {
+            Some((doc, Some(role), session))
+                if doc.deleted_at.is_none() && role >= Role::Editor =>
+            {
+                (doc, session)
+            }
+            _ => return Err(AppError::not_found(format!("document {id}"))),
+        };
+        check_session(id, user, site, session, self.settings.replica)?;
+        Ok(doc)
+    }
+}
+
+/// Checks that the session `s` (of site `site`) exists, belongs to `user` and `id`, and was
+/// opened on this replica (`here`): other replicas accept a replica's ops only for sites that
+/// carry it in their high bits, so a session's ops must go out from where it was opened.
+fn check_session(
+    id: DocumentId,
+    user: &UserId,
+    site: SiteId,
+    s: Option<Session>,
+    here: ReplicaId,
+) -> Result<Session, AppError> {
+    let s =
+        s.ok_or_else(|| AppError::Conflict(format!("unknown session {site}: open one first")))?;
+    if s.document_id != id {
+        return Err(AppError::Conflict(format!(
+            "session {site} belongs to another document"
+        )));
+    }
+    if s.user_id != *user {
+        return Err(AppError::Forbidden(format!(
+            "session {site} belongs to another user"
+        )));
+    }
+    if s.replica != here || crate::ids::replica_of(site) != here {
+        return Err(AppError::Conflict(format!(
+            "session {site} was opened on replica {}: open a session on this replica",
+            s.replica
+        )));
+    }
+    Ok(s)
+}
