@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use collab::model::{Collaborator, Document, Role, SnapshotMeta};
 use collab::ports::EventPublisher;
+use collab::service::MAX_ANSWER_BYTES;
+use collab::service::size::payload_bytes;
 use collab::{AppError, DocumentId, PgDocumentStore, UserId};
 use rga::{CharId, Op, SiteId, Splice, VersionVector};
 
@@ -168,8 +170,27 @@ impl DocumentBody {
     }
 }
 
+/// A JSON answer, refused (413, saying what to ask instead) if Lambda could not carry it: the
+/// writes that would make a document's answers this heavy are refused (`service::size`), so
+/// only an answer that asks for more than one document's worth meets this.
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    (status, axum::Json(body)).into_response()
+    let bytes = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        Err(e) => return ApiError(AppError::Internal(e.to_string())).into_response(),
+    };
+    let carried = std::str::from_utf8(&bytes).map_or(bytes.len(), payload_bytes);
+    if carried > MAX_ANSWER_BYTES {
+        return ApiError(AppError::TooLarge(format!(
+            "the answer would be {carried} bytes, over Lambda's response limit: ask for less (`omit=text` or `omit=snapshot` on /sessions, a smaller `limit` on /operations)"
+        )))
+        .into_response();
+    }
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

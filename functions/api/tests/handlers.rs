@@ -734,3 +734,57 @@ async fn health_needs_no_token_and_reports_the_schema_and_an_unreachable_databas
     );
     assert!(b["schema_version"].is_null());
 }
+
+#[tokio::test]
+async fn no_write_makes_a_document_answer_heavier_than_lambda_can_carry() {
+    let api = api().await;
+    let id = create(&api, "alice", "").await;
+    let site = session(&api, &id, "alice").await;
+    let sid: u64 = site.parse().unwrap();
+    // Quotes are the heaviest text there is in Lambda's JSON payload: `\\\"`, four bytes each,
+    // and the snapshot carries them again (base64 of a block stored raw). 400,000 of them make
+    // a 0.8 MB request body; after three such edits the session answer would be 6.4 MB.
+    const CHUNK: usize = 400_000;
+    let chunk = "\"".repeat(CHUNK);
+    let mut accepted = 0;
+    let mut refusal = None;
+    for _ in 0..5 {
+        let edit = json!({"session": sid, "edits": [{"index": accepted * CHUNK, "delete": 0, "insert": chunk}]});
+        let (s, b) = fixture("post_edits")
+            .doc(&id)
+            .session(&site)
+            .body(edit)
+            .send(&api)
+            .await;
+        if s == 200 {
+            accepted += 1;
+        } else {
+            refusal = Some((s, b));
+            break;
+        }
+    }
+    let (status, body) = refusal.expect("a write that outgrows Lambda's answer is refused");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    assert_eq!(
+        accepted, 2,
+        "two edits fit under the limit, the third does not: {body}"
+    );
+    // Every answer about the document fits, measured as Lambda carries it (the body as a JSON
+    // string in the response payload), and the refused edit changed nothing.
+    for call in [
+        fixture("open_session").doc(&id),
+        fixture("get_document").doc(&id),
+    ] {
+        let (s, _, bytes) = call.send_raw(&api).await;
+        assert!(s == 200 || s == 201, "{s}");
+        let body = String::from_utf8(bytes).unwrap();
+        let payload = serde_json::to_string(&body).unwrap().len();
+        assert!(payload < 6_000_000, "an answer of {payload} bytes");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["text"].as_str().map(|t| t.len()), Some(2 * CHUNK));
+    }
+}

@@ -18,6 +18,9 @@ pub(crate) struct Cached {
     pub next_pos: i64,
     /// Where the tail after the latest known snapshot starts.
     pub snapshot_pos: i64,
+    /// An upper bound of `rga.encode().len()`: exact at load or compaction, plus
+    /// [`op_bound`](crate::service::size::op_bound) of every op applied since.
+    pub encoded: usize,
 }
 
 pub(crate) type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;

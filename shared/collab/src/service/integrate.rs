@@ -102,15 +102,12 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         {
             return Ok(None);
         }
+        let encoded = c.rga.encode();
+        // Exact again (the bound grows by more than each op adds).
+        c.encoded = encoded.len();
         let meta = self
             .store
-            .write_snapshot(
-                id,
-                &c.rga.encode(),
-                &c.rga.text(),
-                &c.rga.version(),
-                c.next_pos,
-            )
+            .write_snapshot(id, &encoded, &c.rga.text(), &c.rga.version(), c.next_pos)
             .await?;
         if meta.is_some() {
             c.snapshot_pos = c.next_pos;

@@ -19,6 +19,7 @@ mod outbox;
 mod push;
 mod read;
 mod sessions;
+pub mod size;
 mod sockets;
 mod write;
 
@@ -38,6 +39,7 @@ use crate::ports::{DocumentStore, EventPublisher};
 pub use edits::{EditsOutcome, MAX_KEY_LEN, OpsOutcome, RequestKey};
 pub use outbox::Sweep;
 pub use push::{PushHook, broadcast, close_revoked, end_if_not_reading, push_hook};
+pub use size::MAX_ANSWER_BYTES;
 pub use sockets::Sockets;
 
 /// Identifiers in JSON must stay below 2^53 so that JavaScript clients read them exactly.

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::Service;
 use super::edits::RequestKey;
+use super::size::{MAX_ANSWER_BYTES, ops_bound, session_answer_fits};
 use crate::cache::Cached;
 use crate::error::AppError;
 use crate::ids::{DocumentId, UserId};
@@ -52,6 +53,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 };
                 rga.set_session(self.settings.ssn);
                 rga.set_limits(self.settings.limits.crdt);
+                let encoded = loaded.snapshot.as_ref().map_or(16, Vec::len)
+                    + ops_bound(&loaded.tail)
+                    + ops_bound(&loaded.waiting);
                 for op in loaded.tail {
                     rga.apply(op).map_err(|e| {
                         AppError::Internal(format!("stored op of {id} refused: {e}"))
@@ -64,6 +68,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     rga,
                     next_pos: loaded.next_pos,
                     snapshot_pos: loaded.snapshot_pos,
+                    encoded,
                 });
             }
             Some(c) => {
@@ -182,8 +187,15 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             .iter()
             .map(|op| op.id().id())
             .collect();
-        let Ok((value, plan)) = self.plan(&mut cached.rga, doc, announce, stored_waiting, work)
-        else {
+        let planned = self.plan(
+            &mut cached.rga,
+            cached.encoded,
+            doc,
+            announce,
+            stored_waiting,
+            work,
+        );
+        let Ok((value, plan, grown)) = planned else {
             if !before.holds(&cached.rga) {
                 *slot = None;
             }
@@ -201,6 +213,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             return Ok(None);
         };
         cached.next_pos = appended.next_pos;
+        cached.encoded = grown;
         Ok(Some(Written {
             value,
             outbox: appended.outbox_id.zip(plan.outbox),
@@ -233,12 +246,18 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 "cache slot empty after load".into(),
             )));
         };
-        let mut written: Option<(T, Plan)> = None;
+        let mut written: Option<(T, Plan, usize)> = None;
         let mut keep = false;
-        let Cached { rga, next_pos, .. } = cached;
+        let Cached {
+            rga,
+            next_pos,
+            encoded,
+            ..
+        } = cached;
         let appended = self
             .store
             .append(doc.id, *next_pos, self.settings.replica, |tail| {
+                *encoded += ops_bound(&tail.ops);
                 for op in tail.ops {
                     rga.apply(op)
                         .map_err(|e| AppError::Internal(format!("stored op refused: {e}")))?;
@@ -251,19 +270,20 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                 // The replica now matches the log up to the tail's end.
                 *next_pos = tail.next_pos;
                 let before = Unchanged::of(rga);
-                let (value, plan) = self
-                    .plan(rga, doc, announce, stored_waiting, work)
+                let (value, plan, grown) = self
+                    .plan(rga, *encoded, doc, announce, stored_waiting, work)
                     .inspect_err(|_| keep = before.holds(rga))?;
                 let plan = self.with_bookkeeping(plan, &value, key);
-                written = Some((value, plan.clone()));
+                written = Some((value, plan.clone(), grown));
                 Ok(plan)
             })
             .await
             .map_err(|error| Failed { error, keep })?;
         *next_pos = appended.next_pos;
-        let (value, plan) = written.ok_or_else(|| {
+        let (value, plan, grown) = written.ok_or_else(|| {
             Failed::drop(AppError::Internal("append did not run the plan".into()))
         })?;
+        *encoded = grown;
         Ok(Written {
             value,
             outbox: appended.outbox_id.zip(plan.outbox),
@@ -279,16 +299,20 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         plan
     }
 
-    /// Runs `work` on `rga` and turns what changed into a plan: the new ops, the waiting-buffer
-    /// changes against `stored_waiting`, and the broadcast.
+    /// Runs `work` on `rga` (whose encoding is at most `encoded` bytes) and turns what changed
+    /// into a plan: the new ops, the waiting-buffer changes against `stored_waiting`, and the
+    /// broadcast; with the bound of the encoding afterwards. A local write is refused (413) if the document would exceed its length limit
+    /// or its session answer Lambda's response limit ([`super::size`]); other replicas' ops are
+    /// integrated whatever the size (refusing them would leave the replicas diverged).
     pub(super) fn plan<T, W>(
         &self,
         rga: &mut Rga,
+        encoded: usize,
         doc: &Document,
         announce: &Announce,
         stored_waiting: HashSet<CharId>,
         work: &mut W,
-    ) -> Result<(T, Plan), AppError>
+    ) -> Result<(T, Plan, usize), AppError>
     where
         W: FnMut(&mut Rga) -> Result<(T, Vec<Op>), AppError>,
     {
@@ -299,7 +323,8 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         // another's as forged (`Envelope::forged`), and those reach everyone from their origin.
         let here = self.settings.replica;
         announced.retain(|op| crate::ids::replica_of(op.site()) == here);
-        if rga.len() > max_chars {
+        let local = matches!(announce, Announce::Ops);
+        if local && rga.len() > max_chars {
             return Err(AppError::TooLarge(format!(
                 "the document is limited to {max_chars} chars"
             )));
@@ -334,7 +359,21 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             key: None,
             sent_outbox: Vec::new(),
         };
-        Ok((value, plan))
+        let mut grown = encoded + ops_bound(&plan.ops);
+        if local && !plan.ops.is_empty() {
+            let sites = before.len() + 1;
+            if !session_answer_fits(rga, sites, grown, MAX_ANSWER_BYTES) {
+                // The bound does not decide (it counts text uncompressed): encode exactly.
+                grown = rga.encode().len();
+                if !session_answer_fits(rga, sites, grown, MAX_ANSWER_BYTES) {
+                    return Err(AppError::TooLarge(format!(
+                        "the document would outgrow one answer ({} MiB with its snapshot, under Lambda's 6 MB response limit)",
+                        MAX_ANSWER_BYTES >> 20
+                    )));
+                }
+            }
+        }
+        Ok((value, plan, grown))
     }
 
     /// Publishes the outbox row a commit wrote, if any; returns its id.
@@ -403,6 +442,7 @@ impl Unchanged {
 
 /// Brings a cached replica up to date with the stored tail after its position.
 pub(super) fn apply_tail(id: DocumentId, c: &mut Cached, tail: Tail) -> Result<(), AppError> {
+    c.encoded += ops_bound(&tail.ops);
     for op in tail.ops.into_iter().chain(tail.waiting) {
         c.rga
             .apply(op)
