@@ -2,11 +2,19 @@
 //! number of concurrent connections.
 //!
 //! - `raw_insert`: the floor: single-row `INSERT` + commit, straight through tokio-postgres.
+//! - `raw_update_one_row`: the floor of any write that serializes on one row (a document's):
+//!   every connection increments the same row, each `UPDATE` + commit holding its lock until
+//!   the commit is flushed.
 //! - `append`: single-op batches through the store's write path (`try_append`: one statement that
 //!   writes only if the document's log has not moved; `append` with the row lock when it has),
 //!   each connection on a document of its own.
 //! - `append_one_doc`: the same with every connection on one document (its row lock serializes
 //!   them; shown for honesty, not a target).
+//! - `edit_request`: what a client's edit costs end to end in a warm Lambda container: an API
+//!   Gateway v2 event (the `events/api/post_edits.json` fixture) parsed by `lambda_http`, through
+//!   the api router, a single-char index edit, answered; one container (its own cache and
+//!   connection) per writer, each on a document of its own.
+//! - `edit_request_one_doc_8`, `_32`: the same with 8 or 32 containers on one document.
 //! - `cold_load`: `Service::get_document` in a fresh container (access check, latest snapshot plus
 //!   tail, decode, text) on a document holding the final state of `automerge-paper` (every op of
 //!   the trace stored, then compacted).
@@ -42,6 +50,9 @@ pub struct Args {
     /// Repetitions of each load case.
     #[arg(long, default_value_t = 30)]
     loads: usize,
+    /// Only the throughput cases whose names contain this (with `raw_insert`, the baseline).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,6 +167,124 @@ async fn raw_insert(db: &TestDb, n: usize, secs: u64) -> Result<Row> {
     Ok(row("raw_insert", lat, Some(elapsed)))
 }
 
+/// `post_edits.json` for `doc`, `session` and `user`, with a placeholder for the edit.
+fn edit_event(doc: DocumentId, session: u64, user: &str) -> Result<serde_json::Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/api/post_edits.json");
+    let text = std::fs::read_to_string(path).with_context(|| path.to_owned())?;
+    let text = text
+        .replace("00000000-0000-4000-8000-000000000001", &doc.to_string())
+        .replace("1099511627777", &session.to_string());
+    let mut event: serde_json::Value = serde_json::from_str(&text)?;
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = user.into();
+    Ok(event)
+}
+
+/// One writer's container: the api router over its own service (cache, one connection), the
+/// event template of its session on `doc`.
+struct Container {
+    router: axum::Router,
+    event: serde_json::Value,
+    session: u64,
+}
+
+async fn containers(db: &TestDb, docs: &[DocumentId], n: usize) -> Result<Vec<Container>> {
+    let user = UserId("bench".into());
+    let mut out = Vec::new();
+    for w in 0..n {
+        let service = Service::new(db.store(1)?, ChannelPublisher::new(), settings());
+        let doc = docs[w % docs.len()];
+        let session = service.open_session(doc, &user).await?.session.site.0;
+        let app = api::App::new(service, api::AuthConfig::default());
+        out.push(Container {
+            router: api::router(app),
+            event: edit_event(doc, session, &user.0)?,
+            session,
+        });
+    }
+    Ok(out)
+}
+
+/// `edit_request` (a document per writer) or `edit_request_one_doc_<n>` (one for all).
+async fn edit_request(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> {
+    use tower::ServiceExt;
+    let owner = UserId("bench".into());
+    let svc = Service::new(db.store(1)?, ChannelPublisher::new(), settings());
+    let mut docs = Vec::new();
+    for _ in 0..(if one_doc { 1 } else { n }) {
+        docs.push(
+            svc.create_document(&owner, "bench", None)
+                .await?
+                .document
+                .id,
+        );
+    }
+    let containers = Arc::new(containers(db, &docs, n).await?);
+    // Warm every container (its cache loaded, statements prepared), outside the timer.
+    for c in containers.iter() {
+        let mut event = c.event.clone();
+        event["body"] = serde_json::json!({"session": c.session, "edits": [{"index": 0, "delete": 0, "insert": "x"}]}).to_string().into();
+        let req = lambda_http::request::from_str(&event.to_string())?;
+        let resp = c
+            .router
+            .clone()
+            .oneshot(req.map(|b| axum::body::Body::from(b.to_vec())))
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "warm-up edit: {}", resp.status());
+    }
+    let (lat, elapsed) = throughput(n, secs, move |w, i| {
+        let containers = containers.clone();
+        async move {
+            let c = &containers[w];
+            // Typing at the end of a document of one's own; at the head of a shared one.
+            let index = if one_doc { 0 } else { i + 1 };
+            let mut event = c.event.clone();
+            event["body"] = serde_json::json!({"session": c.session, "edits": [{"index": index, "delete": 0, "insert": "x"}]}).to_string().into();
+            let req = lambda_http::request::from_str(&event.to_string())?;
+            let resp = c
+                .router
+                .clone()
+                .oneshot(req.map(|b| axum::body::Body::from(b.to_vec())))
+                .await?;
+            anyhow::ensure!(resp.status() == 200, "edit answered {}", resp.status());
+            axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let case = match (one_doc, n) {
+        (false, _) => "edit_request",
+        (true, 8) => "edit_request_one_doc_8",
+        (true, 32) => "edit_request_one_doc_32",
+        (true, _) => "edit_request_one_doc",
+    };
+    Ok(row(case, lat, Some(elapsed)))
+}
+
+async fn raw_update_one_row(db: &TestDb, n: usize, secs: u64) -> Result<Row> {
+    let store = db.store(n)?;
+    store
+        .pool()
+        .get()
+        .await?
+        .batch_execute(
+            "CREATE TABLE bench_row (id int PRIMARY KEY, n bigint NOT NULL); INSERT INTO bench_row VALUES (1, 0)",
+        )
+        .await?;
+    let pool = store.pool().clone();
+    let (lat, elapsed) = throughput(n, secs, move |_, _| {
+        let pool = pool.clone();
+        async move {
+            let client = pool.get().await?;
+            client
+                .execute("UPDATE bench_row SET n = n + 1 WHERE id = 1", &[])
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(row("raw_update_one_row", lat, Some(elapsed)))
+}
+
 async fn append(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> {
     let store = Arc::new(db.store(n)?);
     let svc = Service::new(db.store(1)?, ChannelPublisher::new(), settings());
@@ -184,7 +313,10 @@ async fn append(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> 
             };
             // The service's write path: one optimistic statement; when another writer moved
             // the log on, the locked append.
-            let appended = match store.try_append(doc, from, ReplicaId(1), &plan).await? {
+            let appended = match store
+                .try_append(doc, Some(from), ReplicaId(1), &plan)
+                .await?
+            {
                 Some(a) => a,
                 None => {
                     store
@@ -346,41 +478,65 @@ pub fn run(args: &Args) -> Result<bool> {
             "PostgreSQL from DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)",
         )?;
         let n = args.connections;
+        let want = |case: &str| args.only.as_deref().is_none_or(|o| case.contains(o));
         eprintln!("store: raw_insert...");
         let mut rows = vec![raw_insert(&db, n, args.seconds).await?];
-        eprintln!("store: append...");
-        rows.push(append(&db, n, args.seconds, false).await?);
-        eprintln!("store: append_one_doc...");
-        rows.push(append(&db, n, args.seconds, true).await?);
-        eprintln!("store: storing automerge-paper...");
-        let (id, doc) = stored_trace(&db).await?;
-        eprintln!("store: cold_load...");
-        rows.push(cold_load(&db, id, args.loads).await?);
-        rows.push(cold_load_rows(&db, &doc, args.loads.min(10)).await?);
-        eprintln!("store: warm_refresh...");
-        rows.push(warm_refresh(&db, id, args.loads).await?);
+        if want("raw_update_one_row") {
+            rows.push(raw_update_one_row(&db, n, args.seconds).await?);
+        }
+        if want("append") {
+            eprintln!("store: append...");
+            rows.push(append(&db, n, args.seconds, false).await?);
+        }
+        if want("append_one_doc") {
+            eprintln!("store: append_one_doc...");
+            rows.push(append(&db, n, args.seconds, true).await?);
+        }
+        if want("edit_request") {
+            eprintln!("store: edit_request...");
+            rows.push(edit_request(&db, n, args.seconds, false).await?);
+        }
+        if want("edit_request_one_doc") {
+            eprintln!("store: edit_request_one_doc (8, 32 writers)...");
+            rows.push(edit_request(&db, 8, args.seconds, true).await?);
+            rows.push(edit_request(&db, 32, args.seconds, true).await?);
+        }
+        if args.only.is_none() {
+            eprintln!("store: storing automerge-paper...");
+            let (id, doc) = stored_trace(&db).await?;
+            eprintln!("store: cold_load...");
+            rows.push(cold_load(&db, id, args.loads).await?);
+            rows.push(cold_load_rows(&db, &doc, args.loads.min(10)).await?);
+            eprintln!("store: warm_refresh...");
+            rows.push(warm_refresh(&db, id, args.loads).await?);
+        }
         if args.json {
             for r in &rows {
                 println!("{}", serde_json::to_string(r)?);
             }
         } else {
             let raw = rows[0].ops_per_s.unwrap_or(f64::NAN);
+            let raw_p50 = rows[0].p50_ms;
             println!(
                 "\nstore, {n} connections, {} s per throughput case, {} loads",
                 args.seconds, args.loads
             );
             println!(
-                "{:<16} {:>10} {:>8} {:>9} {:>9}",
-                "case", "ops/s", "×raw", "p50 ms", "p99 ms"
+                "{:<24} {:>10} {:>8} {:>9} {:>9} {:>9}",
+                "case", "ops/s", "×raw", "p50 ms", "p50 ×raw", "p99 ms"
             );
             for r in &rows {
                 let (ops, ratio) = match r.ops_per_s {
                     Some(o) => (format!("{o:.0}"), format!("{:.2}", o / raw)),
                     None => ("-".into(), "-".into()),
                 };
+                let p50_ratio = match r.ops_per_s {
+                    Some(_) => format!("{:.2}", r.p50_ms / raw_p50),
+                    None => "-".into(),
+                };
                 println!(
-                    "{:<16} {:>10} {:>8} {:>9.3} {:>9.3}",
-                    r.case, ops, ratio, r.p50_ms, r.p99_ms
+                    "{:<24} {:>10} {:>8} {:>9.3} {:>9} {:>9.3}",
+                    r.case, ops, ratio, r.p50_ms, p50_ratio, r.p99_ms
                 );
             }
         }

@@ -21,7 +21,26 @@ pub(crate) struct Cached {
     /// An upper bound of `rga.encode().len()`: exact at load or compaction, plus
     /// [`op_bound`](crate::service::size::op_bound) of every op applied since.
     pub encoded: usize,
+    /// Until when other containers are taken to be writing this document too (they were seen
+    /// doing so lately): its edits then read the tail with their session check.
+    pub contended_until: Option<std::time::Instant>,
 }
+
+impl Cached {
+    /// Whether other containers were seen writing lately.
+    pub fn contended(&self) -> bool {
+        self.contended_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// Another container's write was seen: read the tail with the next edits' checks.
+    pub fn saw_other_writers(&mut self) {
+        self.contended_until = Some(std::time::Instant::now() + CONTENDED_FOR);
+    }
+}
+
+/// How long a document counts as written by several containers after one was seen.
+const CONTENDED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 

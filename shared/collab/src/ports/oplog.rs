@@ -2,10 +2,10 @@
 
 use std::future::Future;
 
-use rga::{CharId, Op, VersionVector};
+use rga::{CharId, Op, SiteId, VersionVector};
 
-use super::Documents;
 use super::keys::KeyRecord;
+use super::{Access, Documents};
 use crate::error::AppError;
 use crate::ids::{DocumentId, ReplicaId, UserId};
 use crate::model::{Document, OpsPage, Role};
@@ -71,6 +71,8 @@ impl Plan {
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
+    /// The log position of the first new operation (where the log was when it was written).
+    pub start: i64,
     /// The log position after the new operations.
     pub next_pos: i64,
     /// The outbox row to publish, if one was written.
@@ -120,16 +122,33 @@ pub trait OpLog: Documents {
     where
         F: FnOnce(Tail) -> Result<Plan, AppError> + Send;
 
-    /// Writes `plan` in one statement if the document's log is still at `known_pos` (no other
-    /// writer since the caller's replica was current); `None` if it moved on, writing nothing.
-    /// Every write advances the log length (waiting-only writes too), so the check covers them.
+    /// Writes `plan` in one statement, without a lock held across round trips. With
+    /// `Some(pos)`: only if the document's log is still at `pos` (no other writer since the
+    /// caller's replica was current); `None` if it moved on, writing nothing. Every write
+    /// advances the log length (waiting-only writes too), so the check covers them. With
+    /// `known_pos` `None`: at the log's end whatever was written since, for ops made on a state
+    /// that may be behind (an op stays valid on any later state: its causes are there); `None`
+    /// if one of the ops' ids is stored already (a concurrent request of the same session), so
+    /// that the caller decides again under the lock.
     fn try_append(
         &self,
         id: DocumentId,
-        known_pos: i64,
+        known_pos: Option<i64>,
         origin: ReplicaId,
         plan: &Plan,
     ) -> impl Future<Output = Result<Option<Appended>, AppError>> + Send;
+
+    /// [`Documents::access_with_session`] with the document's log length, and, when
+    /// `tail_from` is given, [`OpLog::tail`] from there: what an edit reads before it writes,
+    /// in one round trip.
+    #[allow(clippy::type_complexity)]
+    fn access_with_session_and_tail(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+        tail_from: Option<i64>,
+    ) -> impl Future<Output = Result<(Option<(Access, i64)>, Option<Tail>), AppError>> + Send;
 
     /// Appends operations idempotently in one statement (under the document's lock): a stored
     /// op with the same content is ignored, the same id with other content is a conflict.

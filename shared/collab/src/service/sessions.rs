@@ -3,6 +3,7 @@
 
 use rga::SiteId;
 
+use super::write::apply_tail;
 use super::{Service, SessionView};
 use crate::error::AppError;
 use crate::ids::ReplicaId;
@@ -76,15 +77,46 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         user: &UserId,
         site: SiteId,
     ) -> Result<Document, AppError> {
-        let (doc, session) = match self.store.access_with_session(id, user, site).await? {
-            Some((doc, Some(role), session))
+        // The edit is planned on the state as of the request's start (see `write.rs`): the
+        // cache is brought up to the log as the session check sees it.
+        let slot = self.cache.slot(id);
+        let (from, contended) = match slot.lock().await.as_ref() {
+            Some(c) => (Some(c.next_pos), c.contended()),
+            None => (None, false),
+        };
+        let (access, tail) = self
+            .store
+            .access_with_session_and_tail(id, user, site, from.filter(|_| contended))
+            .await?;
+        let (doc, session, log_len) = match access {
+            Some(((doc, Some(role), session), log_len))
                 if doc.deleted_at.is_none() && role >= Role::Editor =>
             {
-                (doc, session)
+                (doc, session, log_len)
             }
             _ => return Err(AppError::not_found(format!("document {id}"))),
         };
         check_session(id, user, site, session, self.settings.replica)?;
+        let Some(from) = from else {
+            return Ok(doc);
+        };
+        let tail = match tail {
+            Some(tail) => tail,
+            None if log_len == from => return Ok(doc),
+            // Another container wrote since this one's last look: read what it wrote.
+            None => self.store.tail(id, from).await?,
+        };
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_mut()
+            && c.next_pos >= from
+        {
+            if !tail.ops.is_empty() {
+                c.saw_other_writers();
+            }
+            if apply_tail(id, c, tail).is_err() {
+                *guard = None;
+            }
+        }
         Ok(doc)
     }
 }

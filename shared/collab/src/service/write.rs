@@ -4,9 +4,23 @@
 //! idempotency key in one transaction. The broadcast is published after commit; if publishing
 //! fails the outbox row stays for the sweep.
 //!
-//! Invariant: the cached replica of a document (`Cached`) holds exactly what the log holds up
-//! to `next_pos`, plus the stored waiting ops. Whatever may break it (an error after the work
-//! changed the replica, a failed write) drops the cache; the next use reloads it.
+//! Invariant: the cached replica of a document (`Cached`) holds what the log holds up to
+//! `next_pos`, plus the stored waiting ops, plus possibly this container's own committed ops
+//! past `next_pos` (written after other writers' rows it has not read yet; the next tail brings
+//! those and repeats its own, which apply as duplicates). It never holds an uncommitted op:
+//! whatever may leave one (an error after the work changed the replica, a failed write) drops
+//! the cache, and the next use reloads it.
+//!
+//! A client's edit is planned on the state as of its request's start, and written after
+//! whatever was committed since, without a lock held across round trips. The session check
+//! reads the document's log length: equal to the cached position, the cache is current; if not,
+//! the tail is read (one round trip more, once), and while other containers are seen writing
+//! the document its edits read the tail in the session check's round trip. So on a document
+//! many containers write at once an edit still costs two round trips and never reloads the
+//! document, and on one only this container writes it costs two statements. Index edits without a
+//! `base` therefore refer to the text as of the request's start, which includes every write
+//! acknowledged before it; writes committed during the request are concurrent with it and merge
+//! as the CRDT merges them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -69,6 +83,7 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
                     next_pos: loaded.next_pos,
                     snapshot_pos: loaded.snapshot_pos,
                     encoded,
+                    contended_until: None,
                 });
             }
             Some(c) => {
@@ -202,17 +217,32 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
             return Ok(None);
         };
         let plan = self.with_bookkeeping(plan, &value, key);
+        // A client's ops that change no waiting op go after whatever was written since: they
+        // were made on the state as of the request's start and stay valid on any later one.
+        // The rest (other replicas' ops, waiting-buffer changes) only on the state they were
+        // decided on.
+        let unchecked = matches!(announce, Announce::Ops)
+            && plan.waiting_add.is_empty()
+            && plan.waiting_remove.is_empty();
+        let known = (!unchecked).then_some(cached.next_pos);
         let appended = self
             .store
-            .try_append(doc.id, cached.next_pos, self.settings.replica, &plan)
+            .try_append(doc.id, known, self.settings.replica, &plan)
             .await
             .map_err(Failed::drop)?;
         let Some(appended) = appended else {
-            // Another container wrote first: the replica holds this attempt's changes.
+            // Another container wrote first (or wrote one of these ops): the replica holds
+            // this attempt's changes.
             *slot = None;
             return Ok(None);
         };
-        cached.next_pos = appended.next_pos;
+        if appended.start == cached.next_pos {
+            cached.next_pos = appended.next_pos;
+        } else {
+            cached.saw_other_writers();
+        }
+        // Otherwise other writers' rows came first: the replica reads them with the next tail
+        // (and its own again, as duplicates).
         cached.encoded = grown;
         Ok(Some(Written {
             value,
@@ -441,6 +471,10 @@ impl Unchanged {
 }
 
 /// Brings a cached replica up to date with the stored tail after its position.
+///
+/// The tail must start at or before the replica's position; ops it holds already (its own
+/// committed ops past its position, see the module docs) apply as duplicates, and the position
+/// never moves back.
 pub(super) fn apply_tail(id: DocumentId, c: &mut Cached, tail: Tail) -> Result<(), AppError> {
     c.encoded += ops_bound(&tail.ops);
     for op in tail.ops.into_iter().chain(tail.waiting) {
@@ -448,7 +482,7 @@ pub(super) fn apply_tail(id: DocumentId, c: &mut Cached, tail: Tail) -> Result<(
             .apply(op)
             .map_err(|e| AppError::Internal(format!("stored op of {id} refused: {e}")))?;
     }
-    c.next_pos = tail.next_pos;
+    c.next_pos = c.next_pos.max(tail.next_pos);
     Ok(())
 }
 

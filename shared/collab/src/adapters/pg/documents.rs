@@ -166,33 +166,10 @@ impl Documents for PgDocumentStore {
         user: &UserId,
         site: rga::SiteId,
     ) -> Result<Option<crate::ports::Access>, AppError> {
-        let site = i64::try_from(site.0).unwrap_or(-1);
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS}, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role,
-                        s.site_id, s.document_id AS session_document, s.user_id AS session_user, s.replica
-                 FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
-                 LEFT JOIN sessions s ON s.site_id = $3
-                 WHERE d.id = $1"
-            ))
-            .await?;
-        let row = client.query_opt(&stmt, &[&id.0, &user.0, &site]).await?;
-        Ok(row.map(|r| {
-            let session = r
-                .get::<_, Option<i64>>("site_id")
-                .map(|site| crate::model::Session {
-                    site: rga::SiteId(site as u64),
-                    document_id: DocumentId(r.get("session_document")),
-                    user_id: UserId(r.get("session_user")),
-                    replica: crate::ids::ReplicaId(r.get::<_, i32>("replica") as u16),
-                });
-            (
-                document(&r),
-                r.get::<_, Option<&str>>("role").and_then(Role::parse),
-                session,
-            )
-        }))
+        Ok(access_with_session_on(&client, id, user, site)
+            .await?
+            .map(|(access, _)| access))
     }
 
     async fn rename_document(
@@ -324,5 +301,41 @@ pub(super) async fn access_on(
             document(&r),
             r.get::<_, Option<&str>>("role").and_then(Role::parse),
         )
+    }))
+}
+
+/// [`Documents::access_with_session`] on `client`, with the document's log length.
+pub(super) async fn access_with_session_on(
+    client: &deadpool_postgres::Client,
+    id: DocumentId,
+    user: &UserId,
+    site: rga::SiteId,
+) -> Result<Option<(crate::ports::Access, i64)>, AppError> {
+    let site = i64::try_from(site.0).unwrap_or(-1);
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS}, d.log_len, CASE WHEN owner_id = $2 THEN 'owner' ELSE c.role END AS role,
+                    s.site_id, s.document_id AS session_document, s.user_id AS session_user, s.replica
+             FROM documents d LEFT JOIN collaborators c ON c.document_id = d.id AND c.user_id = $2
+             LEFT JOIN sessions s ON s.site_id = $3
+             WHERE d.id = $1"
+        ))
+        .await?;
+    let row = client.query_opt(&stmt, &[&id.0, &user.0, &site]).await?;
+    Ok(row.map(|r| {
+        let session = r
+            .get::<_, Option<i64>>("site_id")
+            .map(|site| crate::model::Session {
+                site: rga::SiteId(site as u64),
+                document_id: DocumentId(r.get("session_document")),
+                user_id: UserId(r.get("session_user")),
+                replica: crate::ids::ReplicaId(r.get::<_, i32>("replica") as u16),
+            });
+        let access = (
+            document(&r),
+            r.get::<_, Option<&str>>("role").and_then(Role::parse),
+            session,
+        );
+        (access, r.get("log_len"))
     }))
 }

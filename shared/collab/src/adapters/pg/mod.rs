@@ -99,7 +99,7 @@ impl PgDocumentStore {
             // A statement that runs longer fails (57014); so does a transaction left idle, which
             // would otherwise hold its locks while its client is frozen.
             config.options(format!(
-                "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c plan_cache_mode=force_generic_plan",
                 waits.statement.as_millis(),
                 (waits.statement * 2).as_millis()
             ));

@@ -86,18 +86,21 @@ FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4
     WITH ORDINALITY AS t(ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, ord)";
 
 /// The optimistic append (`try_append`): one statement that advances the log length only if it
-/// still is `$14`, and writes the ops (and the waiting changes and outbox row, when asked) only
-/// then. A concurrent writer makes the `UPDATE` wait for its commit and then find a different
-/// length, so nothing is written and the caller takes the locked path.
+/// still is `$14` (or whatever it is when `$14` is -1), and writes the ops (and the waiting
+/// changes and outbox row, when asked) only then, at the positions after the length it found.
+/// A concurrent writer makes the `UPDATE` wait for its commit and then find a different length,
+/// so nothing is written and the caller takes the locked path; unchecked, the rows go after
+/// that writer's.
 fn try_append_sql(waiting: bool, outbox: bool, key: bool, sent: bool) -> String {
     let mut sql = String::from(
         "WITH bump AS (
     UPDATE documents SET log_len = log_len + $16, updated_at = now()
-    WHERE id = $1 AND log_len = $14 AND deleted_at IS NULL RETURNING id
+    WHERE id = $1 AND ($14::int8 < 0 OR log_len = $14) AND deleted_at IS NULL
+    RETURNING id, log_len - $16 AS start
 ),
 ins AS (
     INSERT INTO operations (document_id, ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, log_pos, origin_replica)
-    SELECT $1, t.ssn, t.sum, t.sid, t.seq, t.kind, t.len, t.value, t.ref_ssn, t.ref_sum, t.ref_sid, t.ref_seq, t.targets, $14 + t.ord - 1, $15
+    SELECT $1, t.ssn, t.sum, t.sid, t.seq, t.kind, t.len, t.value, t.ref_ssn, t.ref_sum, t.ref_sid, t.ref_seq, t.targets, bump.start + t.ord - 1, $15
     FROM bump CROSS JOIN unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int4[], $8::text[],
                                 $9::int4[], $10::int8[], $11::int8[], $12::int8[], $13::jsonb[])
         WITH ORDINALITY AS t(ssn, sum, sid, seq, kind, len, value, ref_ssn, ref_sum, ref_sid, ref_seq, targets, ord)
@@ -155,7 +158,7 @@ sent AS (DELETE FROM outbox WHERE id = ANY(${next}::int8[]) RETURNING 1)"
         ));
     }
     sql.push_str(
-        "\nSELECT EXISTS (SELECT 1 FROM bump) AS ok, (SELECT count(*) FROM ins) AS inserted",
+        "\nSELECT EXISTS (SELECT 1 FROM bump) AS ok, (SELECT start FROM bump) AS start, (SELECT count(*) FROM ins) AS inserted",
     );
     if waiting {
         sql.push_str(
@@ -519,10 +522,13 @@ impl PgDocumentStore {
             )));
         }
         let next_pos: Option<i64> = row.get("next_pos");
+        let next_pos = next_pos.ok_or_else(|| AppError::not_found(format!("document {id}")))?;
+        let inserted = row.get::<_, i64>("inserted") as u64;
         Ok(Appended {
-            next_pos: next_pos.ok_or_else(|| AppError::not_found(format!("document {id}")))?,
+            start: next_pos - inserted as i64,
+            next_pos,
             outbox_id: row.get("outbox_id"),
-            inserted: row.get::<_, i64>("inserted") as u64,
+            inserted,
             duplicates: row.get::<_, i64>("duplicates") as u64,
         })
     }
@@ -617,6 +623,7 @@ impl PgDocumentStore {
         )
         .await?;
         Ok(Appended {
+            start: log_len,
             next_pos: log_len + advance,
             outbox_id,
             inserted: n as u64,
@@ -640,6 +647,41 @@ impl OpLog for PgDocumentStore {
             tail_on(&client, id, from),
         )
         .await
+    }
+
+    async fn access_with_session_and_tail(
+        &self,
+        id: DocumentId,
+        user: &UserId,
+        site: SiteId,
+        tail_from: Option<i64>,
+    ) -> Result<(Option<(crate::ports::Access, i64)>, Option<Tail>), AppError> {
+        let client = self.pool.get().await?;
+        let access = documents::access_with_session_on(&client, id, user, site);
+        let Some(from) = tail_from else {
+            return Ok((access.await?, None));
+        };
+        // Two statements pipelined: the access row carries the log length the tail needs.
+        let tail = client.prepare_cached(TAIL).await?;
+        let (access, rows) = try_join(access, async {
+            Ok(client.query(&tail, &[&id.0, &from]).await?)
+        })
+        .await?;
+        let Some((access, log_len)) = access else {
+            return Ok((None, None));
+        };
+        let TailRows {
+            ops,
+            next_pos,
+            waiting,
+            ..
+        } = split_tail(&rows, log_len.max(from))?;
+        let tail = Tail {
+            ops,
+            next_pos,
+            waiting,
+        };
+        Ok((Some((access, log_len)), Some(tail)))
     }
 
     async fn append<F>(
@@ -681,6 +723,7 @@ impl OpLog for PgDocumentStore {
         if plan.is_empty() {
             tx.commit().await?;
             return Ok(Appended {
+                start: next_pos,
                 next_pos,
                 outbox_id: None,
                 inserted: 0,
@@ -695,12 +738,15 @@ impl OpLog for PgDocumentStore {
     async fn try_append(
         &self,
         id: DocumentId,
-        known_pos: i64,
+        known_pos: Option<i64>,
         origin: ReplicaId,
         plan: &Plan,
     ) -> Result<Option<Appended>, AppError> {
-        if plan.is_empty() {
+        if plan.is_empty()
+            && let Some(known_pos) = known_pos
+        {
             return Ok(Some(Appended {
+                start: known_pos,
                 next_pos: known_pos,
                 outbox_id: None,
                 inserted: 0,
@@ -723,10 +769,12 @@ impl OpLog for PgDocumentStore {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(&sql).await?;
         let advance = n.max(1);
+        // -1: unchecked (see `try_append_sql`).
+        let known = known_pos.unwrap_or(-1);
         let origin = origin.0 as i32;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
             &id.0, &c.ssn, &c.sum, &c.sid, &c.seq, &c.kind, &c.len, &c.value, &c.ref_ssn,
-            &c.ref_sum, &c.ref_sid, &c.ref_seq, &c.targets, &known_pos, &origin, &advance,
+            &c.ref_sum, &c.ref_sid, &c.ref_seq, &c.targets, &known, &origin, &advance,
         ];
         if waiting {
             let extra: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
@@ -747,12 +795,21 @@ impl OpLog for PgDocumentStore {
         if sent {
             params.push(&plan.sent_outbox);
         }
-        let row = client.query_one(&stmt, &params).await?;
+        let row = match client.query_one(&stmt, &params).await {
+            Ok(row) => row,
+            // An op id stored already (only possible unchecked): decided again under the lock.
+            Err(e) if e.as_db_error().and_then(|d| d.constraint()) == Some("operations_pkey") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !row.get::<_, bool>("ok") {
             return Ok(None);
         }
+        let start: i64 = row.get("start");
         Ok(Some(Appended {
-            next_pos: known_pos + advance,
+            start,
+            next_pos: start + advance,
             outbox_id: row.get("outbox_id"),
             inserted: n as u64,
             duplicates: 0,
