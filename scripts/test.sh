@@ -26,6 +26,7 @@ cargo test --quiet
 step "template checks"
 sam validate --lint --template template.yaml --region us-east-1
 cfn-lint template.yaml
+python scripts/template_sql.py
 
 step "smoke test"
 scripts/smoke.sh
