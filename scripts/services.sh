@@ -106,7 +106,8 @@ ensure_moto() {
     local port
     port="$(free_port)"
     log "starting moto on 127.0.0.1:$port"
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$DEV/moto.log" 2>&1 &
+    # moto's server with bounded state (scripts/moto_server.py): a long run stays as fast.
+    "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$DEV/moto.log" 2>&1 &
     STARTED_PIDS+=($!)
     export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
     wait_http "$AWS_ENDPOINT_URL/moto-api/"

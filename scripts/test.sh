@@ -28,6 +28,9 @@ sam validate --lint --template template.yaml --region us-east-1
 cfn-lint template.yaml
 python scripts/template_sql.py
 
+step "the local stack's moto keeps bounded state (scripts/moto_server.py)"
+python scripts/moto_bounds_check.py
+
 step "smoke test"
 scripts/smoke.sh
 
