@@ -1,5 +1,5 @@
 # The two commands: `make dev` (the whole system on this machine) and `make test` (every test).
-.PHONY: dev test soak bench lint smoke migrate package deploy-check
+.PHONY: dev test soak fault bench lint smoke migrate package deploy-check
 
 REPLICAS ?= 1
 
@@ -27,10 +27,16 @@ deploy-check:
 migrate:
 	cargo run --quiet -p migrate
 
-# The long randomized runs that CI leaves out (random seeds, printed).
+# The long randomized runs that CI leaves out (random seeds, printed): the CRDT's, the replica
+# harness's, and the fault test on real processes for FAULT_SECONDS (default 300).
 soak:
 	cargo test --release -p rga --test convergence -- --ignored --nocapture
 	scripts/soak.sh
+	FAULT_SEED=$${FAULT_SEED:-0} FAULT_SECONDS=$${FAULT_SECONDS:-300} scripts/fault-test.sh
+
+# The fault test on real processes (make dev REPLICAS=3), the CI seed unless FAULT_SEED is set.
+fault:
+	scripts/fault-test.sh
 
 bench:
 	cargo run --release -p bench -- traces

@@ -53,6 +53,59 @@ for i in range(1, n + 1):
     print(url)
 PY
 )
+# The function processes `cargo lambda watch` on port $1 runs (one per function once invoked).
+function_pids() {
+    local p
+    for p in $(pgrep -f 'target/debug/(api|integrate|realtime)$' || true); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$1/"; then
+            echo "$p"
+        fi
+    done
+    return 0
+}
+
+# Replica $1's functions under `cargo lambda watch` on port $2, as Lambda runs them: when a function
+# process dies (killed, crashed), cargo lambda watch neither answers its requests nor starts
+# another, so the whole watch is replaced by a fresh one (a new execution environment; the dead
+# process's request fails and its client retries).
+supervise() {
+    local i="$1" port="$2" log="$DEV/watch-$1.log" known now p dead from
+    # Runs in its own subshell: a failed probe must not end it, and stopping it stops the watch.
+    set +e
+    SUPERVISED=""
+    trap 'kill $SUPERVISED 2>/dev/null; exit 0' TERM INT
+    while true; do
+        from="$(stat -c %s "$log")"
+        cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >>"$log" 2>&1 &
+        SUPERVISED=$!
+        known=""
+        while kill -0 "$SUPERVISED" 2>/dev/null; do
+            now="$(function_pids "$port")"
+            dead=""
+            for p in $known; do grep -qx "$p" <<<"$now" || dead="$p"; done
+            # A process that died before it was seen (its start-up failed) is only in the log.
+            if tail -c +"$((from + 1))" "$log" | grep -a -q -E 'command (exited|killed|stopped|ended by exception)'; then
+                dead="(exited at start)"
+            fi
+            if [ -n "$dead" ]; then
+                log "replica $i: function process $dead died; starting a fresh cargo lambda watch"
+                kill "$SUPERVISED" 2>/dev/null
+                break
+            fi
+            known="$now"
+            sleep 0.5
+        done
+        wait "$SUPERVISED" 2>/dev/null
+        pkill -P "$SUPERVISED" 2>/dev/null
+        for p in $known; do kill "$p" 2>/dev/null; done
+        # The port is free again once the old watch is gone.
+        for _ in $(seq 100); do
+            python3 -c "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" 2>/dev/null && break
+            sleep 0.1
+        done
+    done
+}
+
 TOPIC="${WIRING[0]}"
 RELAY_ARGS=()
 for i in $(seq "$N"); do
@@ -64,10 +117,13 @@ for i in $(seq "$N"); do
     # The deploy step first (migrations as the administrator, the functions' login), then the
     # functions connect with that login, as in AWS.
     app_url="$(migrated_db "${DATABASE_URL%/*}/$db")"
-    env DATABASE_URL="$app_url" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
-        COMPACT_AFTER="${COMPACT_AFTER:-100}" \
-        WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((BASE + 100 + i))/dev" \
-        cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$DEV/watch-$i.log" 2>&1 &
+    : >"$DEV/watch-$i.log"
+    (
+        export DATABASE_URL="$app_url" SNS_TOPIC="$TOPIC" REPLICA_ID="$i" SSN_ID=1 RUST_LOG=info \
+            COMPACT_AFTER="${COMPACT_AFTER:-100}" \
+            WS_MANAGEMENT_ENDPOINT="http://127.0.0.1:$((BASE + 100 + i))/dev"
+        supervise "$i" "$port"
+    ) &
     WATCH_PIDS+=($!)
     RELAY_ARGS+=("${WIRING[$i]}=http://127.0.0.1:$port/2015-03-31/functions/integrate/invocations")
 done

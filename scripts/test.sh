@@ -37,6 +37,9 @@ scripts/smoke.sh
 step "deploy check: the release bootstraps under a local Lambda Runtime API, with the template's environment"
 scripts/deploy-check.sh
 
+step "the fault test: make dev REPLICAS=3 under SIGKILL, a PostgreSQL restart, a stalled SNS, a stopped relay and cut sockets (seed 1)"
+scripts/fault-test.sh
+
 step "the editor client (clients/js): WebAssembly build, type check, unit tests, tests against the local stack"
 scripts/client-test.sh
 
