@@ -187,6 +187,24 @@ struct Container {
     session: u64,
 }
 
+impl Container {
+    /// Sends a one-char insert at `index` as API Gateway would; returns the status.
+    async fn edit(&self, index: u64) -> Result<axum::http::StatusCode> {
+        use tower::ServiceExt;
+        let mut event = self.event.clone();
+        event["body"] = serde_json::json!({"session": self.session, "edits": [{"index": index, "delete": 0, "insert": "x"}]}).to_string().into();
+        let req = lambda_http::request::from_str(&event.to_string())?;
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.map(|b| axum::body::Body::from(b.to_vec())))
+            .await?;
+        let status = resp.status();
+        axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+        Ok(status)
+    }
+}
+
 async fn containers(db: &TestDb, docs: &[DocumentId], n: usize) -> Result<Vec<Container>> {
     let user = UserId("bench".into());
     let mut out = Vec::new();
@@ -206,7 +224,6 @@ async fn containers(db: &TestDb, docs: &[DocumentId], n: usize) -> Result<Vec<Co
 
 /// `edit_request` (a document per writer) or `edit_request_one_doc_<n>` (one for all).
 async fn edit_request(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> {
-    use tower::ServiceExt;
     let owner = UserId("bench".into());
     let svc = Service::new(db.store(1)?, ChannelPublisher::new(), settings());
     let mut docs = Vec::new();
@@ -221,32 +238,16 @@ async fn edit_request(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result
     let containers = Arc::new(containers(db, &docs, n).await?);
     // Warm every container (its cache loaded, statements prepared), outside the timer.
     for c in containers.iter() {
-        let mut event = c.event.clone();
-        event["body"] = serde_json::json!({"session": c.session, "edits": [{"index": 0, "delete": 0, "insert": "x"}]}).to_string().into();
-        let req = lambda_http::request::from_str(&event.to_string())?;
-        let resp = c
-            .router
-            .clone()
-            .oneshot(req.map(|b| axum::body::Body::from(b.to_vec())))
-            .await?;
-        anyhow::ensure!(resp.status() == 200, "warm-up edit: {}", resp.status());
+        let status = c.edit(0).await?;
+        anyhow::ensure!(status == 200, "warm-up edit: {status}");
     }
     let (lat, elapsed) = throughput(n, secs, move |w, i| {
         let containers = containers.clone();
         async move {
-            let c = &containers[w];
             // Typing at the end of a document of one's own; at the head of a shared one.
             let index = if one_doc { 0 } else { i + 1 };
-            let mut event = c.event.clone();
-            event["body"] = serde_json::json!({"session": c.session, "edits": [{"index": index, "delete": 0, "insert": "x"}]}).to_string().into();
-            let req = lambda_http::request::from_str(&event.to_string())?;
-            let resp = c
-                .router
-                .clone()
-                .oneshot(req.map(|b| axum::body::Body::from(b.to_vec())))
-                .await?;
-            anyhow::ensure!(resp.status() == 200, "edit answered {}", resp.status());
-            axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+            let status = containers[w].edit(index).await?;
+            anyhow::ensure!(status == 200, "edit answered {status}");
             Ok(())
         }
     })

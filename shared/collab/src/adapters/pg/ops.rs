@@ -368,6 +368,17 @@ struct TailRows {
     from: Option<i64>,
 }
 
+impl TailRows {
+    /// The tail the port's callers see.
+    fn tail(self) -> Tail {
+        Tail {
+            ops: self.ops,
+            next_pos: self.next_pos,
+            waiting: self.waiting,
+        }
+    }
+}
+
 /// Splits `TAIL`/`LOAD_TAIL` rows into log ops (with the position after the last) and waiting ops.
 fn split_tail(rows: &[Row], mut next_pos: i64) -> Result<TailRows, AppError> {
     let mut ops = Vec::new();
@@ -670,17 +681,7 @@ impl OpLog for PgDocumentStore {
         let Some((access, log_len)) = access else {
             return Ok((None, None));
         };
-        let TailRows {
-            ops,
-            next_pos,
-            waiting,
-            ..
-        } = split_tail(&rows, log_len.max(from))?;
-        let tail = Tail {
-            ops,
-            next_pos,
-            waiting,
-        };
+        let tail = split_tail(&rows, log_len.max(from))?.tail();
         Ok((Some((access, log_len)), Some(tail)))
     }
 
@@ -709,17 +710,9 @@ impl OpLog for PgDocumentStore {
             return Err(AppError::not_found(format!("document {id}")));
         };
         let log_len: i64 = lock.get(0);
-        let TailRows {
-            ops,
-            next_pos,
-            waiting,
-            ..
-        } = split_tail(&rows, log_len)?;
-        let plan = plan(Tail {
-            ops,
-            next_pos,
-            waiting,
-        })?;
+        let tail = split_tail(&rows, log_len)?.tail();
+        let next_pos = tail.next_pos;
+        let plan = plan(tail)?;
         if plan.is_empty() {
             tx.commit().await?;
             return Ok(Appended {
@@ -995,17 +988,7 @@ pub(crate) async fn tail_on(
         let Some(len) = len else {
             return Err(AppError::not_found(format!("document {id}")));
         };
-        let TailRows {
-            ops,
-            next_pos,
-            waiting,
-            ..
-        } = split_tail(&rows, len.get::<_, i64>(0).max(from))?;
-        Ok(Tail {
-            ops,
-            next_pos,
-            waiting,
-        })
+        Ok(split_tail(&rows, len.get::<_, i64>(0).max(from))?.tail())
     }
 }
 
