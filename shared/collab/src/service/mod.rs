@@ -7,7 +7,8 @@
 //! - `integrate`: other replicas' messages, and compaction;
 //! - `outbox`: publishing after commit, and the sweep;
 //! - `write`: the write path every write goes through, reviewable alone;
-//! - `push` and `sockets`: WebSocket connections (push after commit, the socket use-cases).
+//! - `push` and `sockets`: WebSocket connections (push after commit, the socket use-cases);
+//! - `size`: what an answer weighs, so that none outgrows Lambda's response limit.
 //!
 //! Handlers never see the store: they call these methods and shape the answer. The types
 //! they exchange (outcomes, views, keys) are re-exported here.
@@ -31,8 +32,7 @@ use rga::{Op, SiteId, VersionVector};
 use crate::cache::DocCache;
 use crate::config::{Config, Limits};
 use crate::error::AppError;
-use crate::ids::{DocumentId, UserId};
-use crate::ids::{ReplicaId, site_id};
+use crate::ids::{DocumentId, ReplicaId, UserId, site_id};
 use crate::model::{Document, Role, Session};
 use crate::ports::{DocumentStore, EventPublisher};
 

@@ -70,7 +70,8 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
     }
 
     /// [`Service::authorize`] for an editor, and the session `site`, which must belong to `user`
-    /// and the document: one round trip.
+    /// and the document, with the cached replica brought up to the log: one round trip (two
+    /// when another container wrote the document since and none was seen doing so lately).
     pub(super) async fn authorize_session(
         &self,
         id: DocumentId,
