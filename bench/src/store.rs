@@ -222,12 +222,12 @@ async fn containers(db: &TestDb, docs: &[DocumentId], n: usize) -> Result<Vec<Co
     Ok(out)
 }
 
-/// `edit_request` (a document per writer) or `edit_request_one_doc_<n>` (one for all).
-async fn edit_request(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> {
-    let owner = UserId("bench".into());
+/// `count` empty documents of the bench user.
+async fn documents(db: &TestDb, count: usize) -> Result<Vec<DocumentId>> {
     let svc = Service::new(db.store(1)?, ChannelPublisher::new(), settings());
+    let owner = UserId("bench".into());
     let mut docs = Vec::new();
-    for _ in 0..(if one_doc { 1 } else { n }) {
+    for _ in 0..count {
         docs.push(
             svc.create_document(&owner, "bench", None)
                 .await?
@@ -235,6 +235,12 @@ async fn edit_request(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result
                 .id,
         );
     }
+    Ok(docs)
+}
+
+/// `edit_request` (a document per writer) or `edit_request_one_doc_<n>` (one for all).
+async fn edit_request(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> {
+    let docs = documents(db, if one_doc { 1 } else { n }).await?;
     let containers = Arc::new(containers(db, &docs, n).await?);
     // Warm every container (its cache loaded, statements prepared), outside the timer.
     for c in containers.iter() {
@@ -288,17 +294,7 @@ async fn raw_update_one_row(db: &TestDb, n: usize, secs: u64) -> Result<Row> {
 
 async fn append(db: &TestDb, n: usize, secs: u64, one_doc: bool) -> Result<Row> {
     let store = Arc::new(db.store(n)?);
-    let svc = Service::new(db.store(1)?, ChannelPublisher::new(), settings());
-    let owner = UserId("bench".into());
-    let mut docs = Vec::new();
-    for _ in 0..(if one_doc { 1 } else { n }) {
-        docs.push(
-            svc.create_document(&owner, "bench", None)
-                .await?
-                .document
-                .id,
-        );
-    }
+    let docs = documents(db, if one_doc { 1 } else { n }).await?;
     let docs = Arc::new(docs);
     // Like a container's cache, each worker remembers the log position it has seen.
     let known: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());

@@ -178,7 +178,13 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
         Ok(b) => b,
         Err(e) => return ApiError(AppError::Internal(e.to_string())).into_response(),
     };
-    let carried = std::str::from_utf8(&bytes).map_or(bytes.len(), payload_bytes);
+    // The payload is at most twice the body (each byte escaped once more): only a large body
+    // is measured.
+    let carried = if bytes.len() * 2 <= MAX_ANSWER_BYTES {
+        bytes.len()
+    } else {
+        std::str::from_utf8(&bytes).map_or(bytes.len() * 2, payload_bytes)
+    };
     if carried > MAX_ANSWER_BYTES {
         return ApiError(AppError::TooLarge(format!(
             "the answer would be {carried} bytes, over Lambda's response limit: ask for less (`omit=text` or `omit=snapshot` on /sessions, a smaller `limit` on /operations)"
