@@ -53,51 +53,74 @@ for i in range(1, n + 1):
     print(url)
 PY
 )
-# The function processes `cargo lambda watch` on port $1 runs (one per function once invoked).
-function_pids() {
-    local p
-    for p in $(pgrep -f 'target/debug/(api|integrate|realtime)$' || true); do
-        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$1/"; then
-            echo "$p"
-        fi
+# Release builds for the functions and the gateway with DEV_RELEASE=1 (the load benchmark).
+PROFILE_DIR=debug
+WATCH_FLAGS=()
+if [ "${DEV_RELEASE:-0}" = 1 ]; then
+    PROFILE_DIR=release
+    WATCH_FLAGS=(--release)
+fi
+FUNCTIONS='target/(debug|release)/(api|integrate|realtime)'
+# The function processes `cargo lambda watch` on port $1 runs (one per function once invoked),
+# as "pid name" lines.
+function_procs() {
+    local p env
+    for p in $(pgrep -f "$FUNCTIONS\$" || true); do
+        env="$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null)" || continue
+        grep -q "^AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$1/" <<<"$env" || continue
+        echo "$p $(sed -n 's/^AWS_LAMBDA_FUNCTION_NAME=//p' <<<"$env")"
     done
     return 0
 }
 
 # Replica $1's functions under `cargo lambda watch` on port $2, as Lambda runs them: when a function
-# process dies (killed, crashed), cargo lambda watch neither answers its requests nor starts
-# another, so the whole watch is replaced by a fresh one (a new execution environment; the dead
-# process's request fails and its client retries).
+# process dies (killed, crashed, or ended at start), cargo lambda watch neither answers its
+# requests nor starts another, so the whole watch is replaced by a fresh one (a new execution
+# environment; the dead process's request fails and its client retries). A function is dead when
+# the watch started it (cargo's "Running" line in the log) and no process of it is there at two
+# polls in a row; the watch's own "command exited" line says so at once.
 supervise() {
-    local i="$1" port="$2" log="$DEV/watch-$1.log" known now p dead from
+    local i="$1" port="$2" log="$DEV/watch-$1.log" procs p f dead seen size new started missing lost
     # Runs in its own subshell: a failed probe must not end it, and stopping it stops the watch.
     set +e
     SUPERVISED=""
     trap 'kill $SUPERVISED 2>/dev/null; exit 0' TERM INT
     while true; do
-        from="$(stat -c %s "$log")"
-        cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >>"$log" 2>&1 &
+        seen="$(stat -c %s "$log")"
+        cargo lambda watch "${WATCH_FLAGS[@]}" --invoke-address 127.0.0.1 --invoke-port "$port" >>"$log" 2>&1 &
         SUPERVISED=$!
-        known=""
+        started=""
+        missing=""
+        procs=""
         while kill -0 "$SUPERVISED" 2>/dev/null; do
-            now="$(function_pids "$port")"
             dead=""
-            for p in $known; do grep -qx "$p" <<<"$now" || dead="$p"; done
-            # A process that died before it was seen (its start-up failed) is only in the log.
-            if tail -c +"$((from + 1))" "$log" | grep -a -q -E 'command (exited|killed|stopped|ended by exception)'; then
-                dead="(exited at start)"
-            fi
+            # Only what the log gained since the last poll.
+            size="$(stat -c %s "$log")"
+            new="$(tail -c +"$((seen + 1))" "$log" | head -c "$((size - seen))")"
+            seen="$size"
+            grep -a -q -E 'command (exited|killed|stopped|ended by exception)' <<<"$new" && dead="(exited)"
+            for f in $(grep -a -o -E "Running \`$FUNCTIONS\`" <<<"$new" | sed -E 's/.*\/([a-z]+)`$/\1/'); do
+                [[ " $started " == *" $f "* ]] || started="$started $f"
+            done
+            procs="$(function_procs "$port")"
+            lost=""
+            for f in $started; do
+                grep -q " $f\$" <<<"$procs" || lost="$lost $f"
+            done
+            for f in $lost; do
+                [[ " $missing " == *" $f "* ]] && dead="$f"
+            done
+            missing="$lost"
             if [ -n "$dead" ]; then
                 log "replica $i: function process $dead died; starting a fresh cargo lambda watch"
                 kill "$SUPERVISED" 2>/dev/null
                 break
             fi
-            known="$now"
             sleep 0.5
         done
         wait "$SUPERVISED" 2>/dev/null
         pkill -P "$SUPERVISED" 2>/dev/null
-        for p in $known; do kill "$p" 2>/dev/null; done
+        for p in $(function_procs "$port" | cut -d' ' -f1); do kill "$p" 2>/dev/null; done
         # The port is free again once the old watch is gone.
         for _ in $(seq 100); do
             python3 -c "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" 2>/dev/null && break
@@ -142,9 +165,9 @@ for i in $(seq "$N"); do
 done
 
 # One local WebSocket gateway per replica, in front of its realtime function.
-cargo build --quiet -p wsgateway
+cargo build --quiet "${WATCH_FLAGS[@]}" -p wsgateway
 for i in $(seq "$N"); do
-    target/debug/wsgateway --listen "127.0.0.1:$((BASE + 100 + i))" --stage dev \
+    "target/$PROFILE_DIR/wsgateway" --listen "127.0.0.1:$((BASE + 100 + i))" --stage dev \
         --invoke "http://127.0.0.1:$((BASE + i))/2015-03-31/functions/realtime/invocations" >"$DEV/gateway-$i.log" 2>&1 &
     STARTED_PIDS+=($!)
 done

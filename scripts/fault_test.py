@@ -176,6 +176,14 @@ class Stack:
         url = f"postgres://postgres@127.0.0.1:{self.pg_port}/{self.prefix}_{replica}"
         return subprocess.run(["psql", url, "-tAc", query], capture_output=True, text=True, check=True).stdout.strip()
 
+    def diagnose(self):
+        """Shows whether moto answers, and what its threads are doing (in moto.log)."""
+        started = time.time()
+        status = http("GET", f"{self.endpoint}/moto-api/", timeout=5)[0]
+        log(f"moto answers {status or 'nothing'} in {time.time() - started:.1f} s; its threads' stacks are in {self.work / 'moto.log'}")
+        self.moto.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+
     def stop(self):
         if getattr(self, "dev", None) and self.dev.poll() is None:
             os.killpg(self.dev.pid, signal.SIGTERM)
@@ -427,6 +435,7 @@ def main():
         report = verify(stack, run, doc, windows, healed)
         print(json.dumps(report, indent=2))
         if report["failures"]:
+            stack.diagnose()
             sys.exit("fault test failed: " + "; ".join(report["failures"]) + f" (seed {args.seed}; logs in {work})")
         log(f"passed (seed {args.seed})")
         passed = True
@@ -463,15 +472,22 @@ def verify(stack, run, doc, windows, healed):
         failures.append(f"{len(doubled)} edits present twice: {doubled[:5]}")
     if unknown:
         failures.append(f"text holds edits nobody sent: {unknown[:5]}")
-    # The outbox empties once its rows are old enough for the sweep (30 s) and the sweep runs.
+    # The outbox empties once its rows are old enough for the sweep (30 s) and the sweep runs; a
+    # row whose publish failed backs off (2 s after its first failure), so a few sweeps may be
+    # needed.
     time.sleep(max(0, healed + 31 - time.time()))
-    backlog = {}
-    for r in stack.api:
-        stack.invoke(r, "integrate", {"task": "sweep"})
-        backlog[r] = (int(stack.sql(r, "SELECT count(*) FROM outbox")),
-                      int(stack.sql(r, "SELECT count(*) FROM waiting_ops")))
+    backlog, sweeps = {}, 0
+    for sweeps in range(1, 6):
+        for r in stack.api:
+            stack.invoke(r, "integrate", {"task": "sweep"})
+            backlog[r] = (int(stack.sql(r, "SELECT count(*) FROM outbox")),
+                          int(stack.sql(r, "SELECT count(*) FROM waiting_ops")))
+        if not any(o or w for o, w in backlog.values()):
+            break
+        time.sleep(3)
     if any(o or w for o, w in backlog.values()):
-        failures.append(f"outbox / waiting rows left per replica: {backlog}")
+        rows = {r: stack.sql(r, "SELECT id, attempts, created_at, claimed_until, last_error FROM outbox LIMIT 5") for r in stack.api}
+        failures.append(f"outbox / waiting rows left per replica after {sweeps} sweeps: {backlog}; outbox rows: {rows}")
     # An attempt in flight when a fault began, or made while it lasted or shortly after, is the
     # fault's; times are seconds since the editors started.
     before = [e for e in run.errors if e[0] < run.warm]
@@ -497,6 +513,7 @@ def verify(stack, run, doc, windows, healed):
         "errors_outside": len(outside),
         "faults": recovery,
         "converged_after_heal_s": round(converged_at - healed, 2) if converged_at else None,
+        "sweeps_to_empty_outboxes": sweeps,
         "final_text_chars": len(text),
         "failures": failures,
     }

@@ -14,6 +14,8 @@ Usage: the same arguments as `moto_server`.
 """
 
 import collections
+import faulthandler
+import signal
 import sys
 
 from moto.core import common_models
@@ -76,5 +78,8 @@ sns.Topic.__init__ = _bounded_topic
 sqs.Queue.__init__ = _bounded_queue
 
 if __name__ == "__main__":
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the fault test does, when a
+    # check fails, to show what the server was doing).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.argv[0] = "moto_server"
     sys.exit(main())

@@ -26,7 +26,8 @@ pub struct Runtime {
 impl Runtime {
     /// Reads and checks the environment (naming any bad variable), resolves the database secret,
     /// connects the pool, checks the schema version (one query; the migrations run in the deploy
-    /// step) and builds the SNS and WebSocket clients.
+    /// step) and builds the SNS and WebSocket clients. A database that is down does not end the
+    /// start-up (see [`check_schema`]).
     pub async fn from_env() -> Result<Self, BoxError> {
         let mut config = Config::from_env()?;
         config.resolve_secret().await?;
@@ -35,8 +36,7 @@ impl Runtime {
             ..Default::default()
         };
         let store = PgDocumentStore::connect_with(&config.database, config.pool_size, waits)?;
-        // The schema is migrated by the deploy step; the functions' role could not do it.
-        store.check_schema().await?;
+        check_schema(&store).await?;
         let publisher = SnsPublisher::from_config(&config).await;
         let mut service = Service::new(store.clone(), publisher, Settings::from_config(&config));
         let poster = match &config.ws_management_endpoint {
@@ -53,4 +53,29 @@ impl Runtime {
             service,
         })
     }
+}
+
+/// The schema is migrated by the deploy step (the functions' role could not do it): a schema
+/// behind this build ends the start-up, naming the fix. A database that does not answer (it is
+/// restarting, failing over) does not: a container that ended here would fail every request
+/// until Lambda replaced it, while one that starts answers 503 until the database is back. The
+/// check is retried for about a second first.
+async fn check_schema(store: &PgDocumentStore) -> Result<(), BoxError> {
+    let mut pause = std::time::Duration::from_millis(150);
+    for attempt in 1.. {
+        match store.check_schema().await {
+            Ok(_) => return Ok(()),
+            Err(crate::AppError::Unavailable(e)) if attempt < 4 => {
+                tracing::warn!(error = %e, attempt, "the database does not answer at start; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(crate::AppError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "the database does not answer at start; starting without the schema check");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -61,11 +61,18 @@ pub struct HttpInvoker {
 }
 
 impl HttpInvoker {
-    /// An invoker for `url`.
+    /// An invoker for `url`. As API Gateway's integration timeout, an invocation that has not
+    /// answered in 29 s fails (its message is dropped), so a hung function cannot hold a
+    /// connection's messages forever.
     pub fn new(url: impl Into<String>) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(std::time::Duration::from_secs(29))
+            .build()
+            .unwrap_or_default();
         HttpInvoker {
             url: url.into(),
-            client: reqwest::Client::new(),
+            client,
         }
     }
 }

@@ -64,6 +64,7 @@ impl Default for Waits {
 }
 
 /// An arbitrary key for the advisory lock that serializes migrations across containers.
+#[cfg(feature = "migrations")]
 const MIGRATION_LOCK: i64 = 0x636f_6c6c_6162;
 
 impl PgDocumentStore {
