@@ -322,28 +322,22 @@ impl Replica {
 impl Replica {
     fn apply_ops(&mut self, ops: Vec<Op>) -> String {
         let before = self.rga.utf16_len();
-        let mut out = rga::Applied::default();
-        let mut changes = Vec::new();
-        let (mut applied, mut duplicates, mut pending) = (0, 0, 0);
-        let mut errors = Vec::new();
-        for op in ops {
-            let id = op.id().id();
-            out.clear();
-            match self.rga.apply_into(op, &mut out) {
-                Ok(rga::Status::Applied) => applied += 1 + out.released,
-                Ok(rga::Status::Duplicate) => duplicates += 1,
-                Ok(rga::Status::Pending) => pending += 1,
-                Err(e) => errors.push(OpFailure {
-                    id,
-                    error: e.to_string(),
-                }),
-            }
-            changes.append(&mut out.changes);
-            errors.extend(out.rejected.drain(..).map(|(id, e)| OpFailure {
+        // Into an empty replica (a fresh client loading a history) the batch goes in bulk and
+        // its change is one insert of the whole text.
+        let rga::BatchApplied {
+            applied,
+            duplicates,
+            pending,
+            changes,
+            errors,
+        } = self.rga.apply_batch(ops);
+        let errors: Vec<OpFailure> = errors
+            .into_iter()
+            .map(|(id, e)| OpFailure {
                 id,
                 error: e.to_string(),
-            }));
-        }
+            })
+            .collect();
         let coalesced = coalesce(changes);
         // A batch that rewrote most of the text (a catch-up, a fresh replica) is cheaper to hand
         // over as one replacement than as thousands of patches.

@@ -1,7 +1,8 @@
-//! Replays a sequential trace as local edits (or, with `remote`, as remote ops; with `decode`,
+//! Replays a sequential trace as local edits (or, with `remote`, as remote ops one by one; with
+//! `bulk`, as one batch into an empty replica; with `decode_ops`, that batch from its binary form; with `decode`,
 //! through a snapshot) many times: a target for profilers (`perf record`, callgrind).
 //!
-//! `cargo run --release -p rga --example replay -- [local|remote|decode|stale] [trace name] [runs]`
+//! `cargo run --release -p rga --example replay -- [local|remote|bulk|decode_ops|decode|stale] [trace name] [runs]`
 
 use std::time::Instant;
 
@@ -30,9 +31,10 @@ fn main() {
     let doc = local();
     let ops = doc.ops_since(&VersionVector::new());
     let bytes = doc.encode();
+    let batch = rga::encode_ops(&ops);
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let input = if phase == "remote" {
+        let input = if phase == "remote" || phase == "bulk" {
             ops.clone()
         } else {
             Vec::new()
@@ -46,6 +48,17 @@ fn main() {
                     applied.clear();
                     fresh.apply_into(op, &mut applied).expect("valid op");
                 }
+                fresh
+            }
+            "bulk" => {
+                let mut fresh = Rga::new();
+                let report = fresh.apply_batch(input);
+                assert!(report.errors.is_empty());
+                fresh
+            }
+            "decode_ops" => {
+                let mut fresh = Rga::new();
+                fresh.apply_batch(rga::decode_ops(&batch).expect("valid batch"));
                 fresh
             }
             "decode" => Rga::decode(&bytes).expect("valid snapshot"),

@@ -19,6 +19,7 @@
 //! tombstones its targets, an update keeps the highest-precedence value and never revives a
 //! tombstone.
 
+use crate::bulk::Bulk;
 use crate::error::OpError;
 use crate::id::{CharId, IdRange, Precedence, S4Vector, SiteId};
 use crate::log::{LvRange, MAX_RECORDS, Rec};
@@ -63,7 +64,7 @@ impl Applied {
     }
 }
 
-enum Known {
+pub(crate) enum Known {
     Duplicate,
     New(Op, u64),
 }
@@ -325,7 +326,7 @@ impl Rga {
     }
 
     /// Recognises operations (or prefixes of runs) that were applied already.
-    fn check_known(&self, op: Op, n: u64) -> Result<Known, OpError> {
+    pub(crate) fn check_known(&self, op: Op, n: u64) -> Result<Known, OpError> {
         let id = *op.id();
         let Some(agent) = self.log.agent_of(id.sid) else {
             return Ok(Known::New(op, n));
@@ -456,7 +457,7 @@ impl Rga {
 
     /// The first cause of `op` that has not been applied: its site's previous operation, its
     /// reference, a target.
-    fn missing_cause(&self, op: &Op) -> Option<CharId> {
+    pub(crate) fn missing_cause(&self, op: &Op) -> Option<CharId> {
         let id = op.id();
         if id.seq > self.log.next_seq(id.sid) {
             return Some(CharId {
@@ -499,6 +500,23 @@ impl Rga {
         n: u64,
         changes: Option<&mut Vec<Change>>,
     ) -> Result<(), OpError> {
+        self.integrate_into(op, n, Into::Tree(changes))
+    }
+
+    /// [`Rga::integrate`] into a bulk build (see [`crate::bulk`]).
+    pub(crate) fn integrate_bulk(
+        &mut self,
+        op: Op,
+        n: u64,
+        bulk: &mut Bulk,
+    ) -> Result<(), OpError> {
+        self.integrate_into(op, n, Into::Bulk(bulk))
+    }
+
+    /// [`Rga::integrate`] into the tree, or into a [`Bulk`] build (the log only; the tree is built
+    /// once at the end). Validation reads only the log and the content, so it is the same for
+    /// both.
+    fn integrate_into(&mut self, op: Op, n: u64, into: Into<'_>) -> Result<(), OpError> {
         let id = *op.id();
         let cid = id.id();
         let own_last = self
@@ -536,17 +554,23 @@ impl Rga {
                     }
                 };
                 self.check_step(&id, causes)?;
-                if self.tree.total_len() as u64 + n > self.limits.max_elements {
+                // Every element has its char in the content: its length is the tree's.
+                if self.content.len() as u64 + n > self.limits.max_elements {
                     return Err(OpError::DocumentTooLarge {
                         max: self.limits.max_elements,
                     });
                 }
                 let agent = self.log.agent_or_new(id.sid);
-                let (first, _) =
-                    self.integrate_insert(agent, id, parent, None, &text, n as u32, false);
-                if let Some(changes) = changes {
-                    let index = self.report_index(first);
-                    changes.push(Change::Insert { index, text });
+                match into {
+                    Into::Tree(changes) => {
+                        let (first, _) =
+                            self.integrate_insert(agent, id, parent, None, &text, n as u32, false);
+                        if let Some(changes) = changes {
+                            let index = self.report_index(first);
+                            changes.push(Change::Insert { index, text });
+                        }
+                    }
+                    Into::Bulk(bulk) => self.bulk_insert(bulk, agent, id, parent, &text),
                 }
             }
             Op::Delete { targets, .. } => {
@@ -576,7 +600,10 @@ impl Rga {
                     return Err(e);
                 }
                 let agent = self.log.agent_or_new(id.sid);
-                self.integrate_delete(agent, id, &lvs, changes);
+                match into {
+                    Into::Tree(changes) => self.integrate_delete(agent, id, &lvs, changes),
+                    Into::Bulk(bulk) => self.bulk_delete(bulk, agent, id, &lvs),
+                }
                 self.scratch = lvs;
             }
             Op::Update { target, value, .. } => {
@@ -590,7 +617,13 @@ impl Rga {
                 }
                 self.check_step(&id, causes.max(prec.sum))?;
                 let agent = self.log.agent_or_new(id.sid);
-                self.integrate_update(agent, id, lv, value, changes);
+                match into {
+                    Into::Tree(changes) => self.integrate_update(agent, id, lv, value, changes),
+                    Into::Bulk(_) => {
+                        self.log.push_update(agent, id, lv, value);
+                        self.keep_winner(lv, id.precedence(), value);
+                    }
+                }
             }
         }
         Ok(())
@@ -784,16 +817,10 @@ impl Rga {
         changes: Option<&mut Vec<Change>>,
     ) {
         self.log.push_update(agent, id, lv, value);
-        let winner = self
-            .values
-            .get(&lv)
-            .map(|v| v.0)
-            .unwrap_or_else(|| self.log.char_prec(self.log.run_of(lv), lv));
-        if id.precedence() <= winner {
+        let old = self.value(lv);
+        if !self.keep_winner(lv, id.precedence(), value) {
             return;
         }
-        let old = self.value(lv);
-        self.values.insert(lv, (id.precedence(), value));
         let p = self.tree.find_lv(lv);
         // Last writer wins among visible characters; a tombstone keeps its value hidden.
         if let Some(changes) = changes
@@ -812,6 +839,31 @@ impl Rga {
             });
         }
     }
+}
+
+impl Rga {
+    /// Keeps `value` as the value of the character at `lv` if `prec` beats the winning write so
+    /// far (the insert's own, before any update); returns whether it did.
+    fn keep_winner(&mut self, lv: u32, prec: Precedence, value: char) -> bool {
+        let winner = self
+            .values
+            .get(&lv)
+            .map(|v| v.0)
+            .unwrap_or_else(|| self.log.char_prec(self.log.run_of(lv), lv));
+        if prec <= winner {
+            return false;
+        }
+        self.values.insert(lv, (prec, value));
+        true
+    }
+}
+
+/// Where [`Rga::integrate_into`] puts a validated operation.
+enum Into<'a> {
+    /// Into the tree, reporting changes to the visible text when asked.
+    Tree(Option<&'a mut Vec<Change>>),
+    /// Into the log and a bulk build's tables.
+    Bulk(&'a mut Bulk),
 }
 
 /// Id ranges sorted by identifier with overlapping and adjacent ones of a site merged: the

@@ -37,6 +37,8 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod bulk;
+pub use bulk::BatchApplied;
 mod check;
 mod content;
 mod encode;

@@ -1,7 +1,8 @@
 //! Direct tests of local edits, remote application, duplicates and the waiting buffer.
 
 use rga::{
-    Change, EditError, IdRange, Op, OpError, Rga, S4Vector, SiteId, Splice, Status, VersionVector,
+    Change, CharId, EditError, IdRange, Op, OpError, Rga, S4Vector, SiteId, Splice, Status,
+    VersionVector,
 };
 
 const A: SiteId = SiteId(1);
@@ -520,4 +521,85 @@ fn slices_visibility_and_ops_cut_for_a_small_transport() {
     copy.apply_all(ops).unwrap();
     assert_eq!(copy.text(), doc.text());
     assert_eq!(copy.element_ids(), doc.element_ids());
+}
+
+/// A batch into an empty replica (the bulk path) ends in the state op-by-op application makes,
+/// where the two could differ: a run that continues its site's last run right after a char that
+/// another site deleted meanwhile starts a run of its own (its reference is a tombstone), a
+/// char deleted twice, an update, a duplicate and a refused op.
+#[test]
+fn a_batch_into_an_empty_replica_matches_op_by_op_application() {
+    let (a, b, c) = (SiteId(1), SiteId(2), SiteId(3));
+    let mut ops = Vec::new();
+    // Enough ops for the bulk path: site c types 70 chars one op at a time.
+    for k in 1..=70u64 {
+        ops.push(Op::Insert {
+            id: s4(k, c, k),
+            after: (k > 1).then(|| s4(k - 1, c, k - 1)),
+            text: "c".into(),
+        });
+    }
+    // a types "ab" after them; b deletes the "b"; a, not having seen it, types "c" after "b".
+    ops.push(Op::Insert {
+        id: s4(71, a, 1),
+        after: Some(s4(70, c, 70)),
+        text: "ab".into(),
+    });
+    let b_char = IdRange {
+        sid: a,
+        seq: 2,
+        len: 1,
+    };
+    ops.push(Op::Delete {
+        id: s4(73, b, 1),
+        targets: vec![b_char],
+    });
+    ops.push(Op::Insert {
+        id: s4(73, a, 3),
+        after: Some(s4(72, a, 2)),
+        text: "c".into(),
+    });
+    // c deletes the "b" too, and updates its first char; a duplicate and a refused op.
+    ops.push(Op::Delete {
+        id: s4(74, c, 71),
+        targets: vec![b_char],
+    });
+    ops.push(Op::Update {
+        id: s4(75, c, 72),
+        target: CharId { sid: c, seq: 1 },
+        value: 'C',
+    });
+    ops.push(ops[3].clone());
+    ops.push(Op::Insert {
+        id: s4(80, b, 2),
+        after: Some(s4(1, c, 1)),
+        text: "".into(),
+    });
+    let mut one = Rga::new();
+    let mut errors = Vec::new();
+    for op in ops.clone() {
+        let id = op.id().id();
+        if let Err(e) = one.apply(op) {
+            errors.push((id, e));
+        }
+    }
+    let mut bulk = Rga::new();
+    let report = bulk.apply_batch(ops);
+    bulk.assert_invariants();
+    assert_eq!(bulk.text(), one.text());
+    assert_eq!(bulk.text(), format!("C{}ac", "c".repeat(69)));
+    assert_eq!(bulk.encode(), one.encode(), "the same log and order");
+    assert_eq!(report.errors, errors);
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!(
+        (report.applied, report.duplicates, report.pending),
+        (75, 1, 0)
+    );
+    assert_eq!(
+        report.changes,
+        vec![rga::Change::Insert {
+            index: 0,
+            text: bulk.text()
+        }]
+    );
 }

@@ -45,6 +45,23 @@ fn every_sequential_trace_replays_locally_remotely_and_through_a_snapshot() {
         assert_eq!(remote.version(), local.version());
         assert_eq!(applied.rejected, vec![]);
 
+        // The same ops as one batch into an empty replica take the bulk path: the same state,
+        // byte for byte, and one change holding the whole text.
+        let mut bulk = Rga::new();
+        let report = bulk.apply_batch(local.ops_since(&VersionVector::new()));
+        bulk.assert_invariants();
+        assert_eq!(bulk.text(), trace.end_content, "{name}: bulk replay");
+        assert_eq!(bulk.encode(), remote.encode(), "{name}: bulk state");
+        assert_eq!(report.errors, vec![], "{name}: bulk errors");
+        assert_eq!(
+            report.changes,
+            vec![rga::Change::Insert {
+                index: 0,
+                text: trace.end_content.clone()
+            }],
+            "{name}: bulk changes"
+        );
+
         let bytes = local.encode();
         let decoded = Rga::decode(&bytes).unwrap();
         assert_eq!(decoded.text(), trace.end_content, "{name}: snapshot");

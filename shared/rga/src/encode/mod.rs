@@ -40,6 +40,7 @@ mod delete;
 mod insert;
 mod op;
 mod order;
+pub(crate) use order::document_order;
 mod update;
 mod varint;
 mod writer;

@@ -35,7 +35,7 @@ struct Frame {
 }
 
 /// The spans of the whole document in order, split by `deleted`.
-pub(super) fn document_order(log: &Log, lv_run: &[u32], deleted: &[bool]) -> Vec<Span> {
+pub(crate) fn document_order(log: &Log, lv_run: &[u32], deleted: &[bool]) -> Vec<Span> {
     let runs = &log.runs;
     let head = runs.len() as u32;
     let parent_of = |run: &InsertRun| {
