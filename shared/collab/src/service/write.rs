@@ -406,8 +406,9 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         Ok((value, plan, grown))
     }
 
-    /// Publishes the outbox row a commit wrote, if any; returns its id.
-    /// The broadcast is published from memory (the row is not read back); the row is deleted
+    /// Publishes the outbox row a commit wrote, if any, and pushes the new ops to this replica's
+    /// editors, both at once (a slow SNS does not hold the editors' push back); returns the row's
+    /// id. The broadcast is published from memory (the row is not read back); the row is deleted
     /// once SNS took it, and the sweep republishes it otherwise.
     pub(super) async fn after_commit(
         &self,
@@ -415,12 +416,17 @@ impl<S: DocumentStore, P: EventPublisher> Service<S, P> {
         outbox: Option<(i64, Envelope)>,
         ops: Vec<Op>,
     ) -> Option<i64> {
-        if let Some((id, envelope)) = &outbox {
-            self.publish_envelope(*id, envelope, true).await;
-        }
-        if let (Some(push), false) = (&self.push, ops.is_empty()) {
-            push.ops(doc.info(), ops).await;
-        }
+        let publish = async {
+            if let Some((id, envelope)) = &outbox {
+                self.publish_envelope(*id, envelope, true).await;
+            }
+        };
+        let push = async {
+            if let (Some(push), false) = (&self.push, ops.is_empty()) {
+                push.ops(doc.info(), ops).await;
+            }
+        };
+        futures_util::future::join(publish, push).await;
         outbox.map(|(id, _)| id)
     }
 }
