@@ -1,5 +1,5 @@
 # The two commands: `make dev` (the whole system on this machine) and `make test` (every test).
-.PHONY: dev test soak fault bench lint smoke migrate package deploy-check
+.PHONY: dev test soak fault bench load lint smoke migrate package deploy-check
 
 REPLICAS ?= 1
 
@@ -40,6 +40,11 @@ fault:
 
 bench:
 	cargo run --release -p bench -- traces
+
+# Simulated editors against make dev REPLICAS=3 with release builds (scripts/load.sh; LOAD_ARGS
+# passes options to `bench load`): latencies, errors, throughput, at 1x, 2x, 4x until it gives.
+load:
+	scripts/load.sh
 
 lint:
 	cargo fmt --all -- --check

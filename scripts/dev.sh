@@ -8,6 +8,7 @@
 # DEV_BASE_PORT (default 9100) moves every port: the page on BASE, replica i's API on BASE+i and
 # its WebSocket gateway on BASE+100+i. DEV_DB_PREFIX (default collab_dev) names the databases.
 # DEV_READY_FILE, if set, receives the printed URLs and tokens once everything answers.
+# DEV_RELEASE=1 runs release builds; DEV_CONCURRENCY sets instances per function (below).
 set -euo pipefail
 source "$(dirname "$0")/services.sh"
 N="${REPLICAS:-1}"
@@ -55,20 +56,34 @@ PY
 )
 # Release builds for the functions and the gateway with DEV_RELEASE=1 (the load benchmark).
 PROFILE_DIR=debug
-WATCH_FLAGS=()
+BUILD_FLAGS=()
 if [ "${DEV_RELEASE:-0}" = 1 ]; then
     PROFILE_DIR=release
-    WATCH_FLAGS=(--release)
+    BUILD_FLAGS=(--release)
 fi
+WATCH_FLAGS=("${BUILD_FLAGS[@]}")
+# DEV_CONCURRENCY (default 1): how many instances of each function cargo lambda watch may run at
+# once, as Lambda scales out to concurrent requests (the load benchmark sets more).
+WATCH_CONCURRENCY=(--concurrency "${DEV_CONCURRENCY:-1}")
+# DEV_IGNORE_CHANGES=1: no rebuild when a file changes (the fault test and the load benchmark, so
+# that neither an edit nor the logs it writes under .dev restart or slow the functions).
+[ "${DEV_IGNORE_CHANGES:-0}" = 1 ] && WATCH_FLAGS+=(--ignore-changes)
 FUNCTIONS='target/(debug|release)/(api|integrate|realtime)'
 # The function processes `cargo lambda watch` on port $1 runs (one per function once invoked),
 # as "pid name" lines.
+# Reads each environment in bash itself: the supervisors poll twice a second, and a few
+# processes forked per function process added up to a fifth of the machine under load.
 function_procs() {
-    local p env
+    local p var api name
     for p in $(pgrep -f "$FUNCTIONS\$" || true); do
-        env="$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null)" || continue
-        grep -q "^AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$1/" <<<"$env" || continue
-        echo "$p $(sed -n 's/^AWS_LAMBDA_FUNCTION_NAME=//p' <<<"$env")"
+        api="" name=""
+        while IFS= read -r -d '' var; do
+            case "$var" in
+                AWS_LAMBDA_RUNTIME_API=*) api="${var#*=}" ;;
+                AWS_LAMBDA_FUNCTION_NAME=*) name="${var#*=}" ;;
+            esac
+        done 2>/dev/null <"/proc/$p/environ"
+        [[ "$api" == "http://127.0.0.1:$1/"* ]] && echo "$p $name"
     done
     return 0
 }
@@ -80,32 +95,36 @@ function_procs() {
 # the watch started it (cargo's "Running" line in the log) and no process of it is there at two
 # polls in a row; the watch's own "command exited" line says so at once.
 supervise() {
-    local i="$1" port="$2" log="$DEV/watch-$1.log" procs p f dead seen size new started missing lost
+    local i="$1" port="$2" log="$DEV/watch-$1.log" procs p f line dead seen size started missing lost
     # Runs in its own subshell: a failed probe must not end it, and stopping it stops the watch.
     set +e
     SUPERVISED=""
     trap 'kill $SUPERVISED 2>/dev/null; exit 0' TERM INT
     while true; do
         seen="$(stat -c %s "$log")"
-        cargo lambda watch "${WATCH_FLAGS[@]}" --invoke-address 127.0.0.1 --invoke-port "$port" >>"$log" 2>&1 &
+        cargo lambda watch "${WATCH_FLAGS[@]}" "${WATCH_CONCURRENCY[@]}" --invoke-address 127.0.0.1 --invoke-port "$port" >>"$log" 2>&1 &
         SUPERVISED=$!
         started=""
         missing=""
         procs=""
         while kill -0 "$SUPERVISED" 2>/dev/null; do
             dead=""
-            # Only what the log gained since the last poll.
+            # Only what the log gained since the last poll, and of that only the lines that
+            # matter (under load the log grows by megabytes a minute).
             size="$(stat -c %s "$log")"
-            new="$(tail -c +"$((seen + 1))" "$log" | head -c "$((size - seen))")"
+            while IFS= read -r line; do
+                case "$line" in
+                    command*) dead="(exited)" ;;
+                    *) f="${line##*/}" f="${f%\`}"
+                       [[ " $started " == *" $f "* ]] || started="$started $f" ;;
+                esac
+            done < <(tail -c +"$((seen + 1))" "$log" | head -c "$((size - seen))" |
+                grep -a -o -E "command (exited|killed|stopped|ended by exception)|Running \`$FUNCTIONS\`")
             seen="$size"
-            grep -a -q -E 'command (exited|killed|stopped|ended by exception)' <<<"$new" && dead="(exited)"
-            for f in $(grep -a -o -E "Running \`$FUNCTIONS\`" <<<"$new" | sed -E 's/.*\/([a-z]+)`$/\1/'); do
-                [[ " $started " == *" $f "* ]] || started="$started $f"
-            done
-            procs="$(function_procs "$port")"
+            procs=$'\n'"$(function_procs "$port")"$'\n'
             lost=""
             for f in $started; do
-                grep -q " $f\$" <<<"$procs" || lost="$lost $f"
+                [[ "$procs" == *" $f"$'\n'* ]] || lost="$lost $f"
             done
             for f in $lost; do
                 [[ " $missing " == *" $f "* ]] && dead="$f"
@@ -165,7 +184,7 @@ for i in $(seq "$N"); do
 done
 
 # One local WebSocket gateway per replica, in front of its realtime function.
-cargo build --quiet "${WATCH_FLAGS[@]}" -p wsgateway
+cargo build --quiet "${BUILD_FLAGS[@]}" -p wsgateway
 for i in $(seq "$N"); do
     "target/$PROFILE_DIR/wsgateway" --listen "127.0.0.1:$((BASE + 100 + i))" --stage dev \
         --invoke "http://127.0.0.1:$((BASE + i))/2015-03-31/functions/realtime/invocations" >"$DEV/gateway-$i.log" 2>&1 &

@@ -115,7 +115,7 @@ class Stack:
         self.endpoint = f"http://127.0.0.1:{self.moto_port}"
         self.wait(f"{self.endpoint}/moto-api/", 60)
         ready = self.work / "ready"
-        env = dict(os.environ, REPLICAS=str(REPLICAS), DEV_BASE_PORT=str(self.base),
+        env = dict(os.environ, REPLICAS=str(REPLICAS), DEV_BASE_PORT=str(self.base), DEV_IGNORE_CHANGES="1",
                    DEV_DB_PREFIX=self.prefix, DEV_READY_FILE=str(ready),
                    DATABASE_URL=self.database_url, AWS_ENDPOINT_URL=self.endpoint)
         self.dev = subprocess.Popen(["bash", str(ROOT / "scripts/dev.sh")], env=env,

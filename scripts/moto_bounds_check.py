@@ -1,6 +1,7 @@
 """Checks that scripts/moto_server.py bounds moto's state: messages published through a topic to
 two filtered queues and deleted leave nothing behind but a recent window (in-process moto, the
-same models the server runs). Fails if a moto upgrade brings back an unbounded record."""
+same models the server runs), and SNS signs with one key. Fails if a moto upgrade brings back an
+unbounded record."""
 
 import gc
 import json
@@ -48,6 +49,10 @@ def main():
         if not topics or len(queues_) < 2:
             sys.exit("the in-process moto holds no topic or queues: the check measured nothing")
         sent = max(len(t.sent_notifications) for t in topics)
+        backends = [o for o in gc.get_objects() if isinstance(o, sns_models.SNSBackend)]
+        certificates = max(len(b._message_public_keys) for b in backends)
+        subscriptions = [o for o in gc.get_objects() if isinstance(o, sns_models.Subscription)]
+        keys = {id(s.private_key()) for s in subscriptions}
         deleted = max(len(q.deleted_messages) for q in queues_)
         problems = []
         if kept:
@@ -56,10 +61,15 @@ def main():
             problems.append(f"a topic holds {sent} published messages")
         if deleted > 100 * moto_server.RECENT:
             problems.append(f"a queue holds {deleted} deleted receipt handles")
+        if certificates > moto_server.RECENT:
+            problems.append(f"SNS holds {certificates} signing certificates")
+        if len(keys) != 1:
+            problems.append(f"{len(keys)} signing keys for {len(subscriptions)} subscriptions (one key generation each)")
         if problems:
             sys.exit("moto's state grows: " + "; ".join(problems))
         print(f"moto's state stays bounded after {MESSAGES} messages through two queues "
-              f"(SQS messages held: {kept}, topic record: {sent}, deleted handles: {deleted})")
+              f"(SQS messages held: {kept}, topic record: {sent}, deleted handles: {deleted}, "
+              f"certificates: {certificates}, signing keys: {len(keys)})")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 //! `bench`: the workspace's benchmarks, as subcommands of one binary. `traces` compares the `rga`
 //! crate with peer CRDTs and a plain rope on real editing traces (see [`traces`]); `store` the data
-//! layer against raw PostgreSQL inserts (see [`store`]).
+//! layer against raw PostgreSQL inserts (see [`store`]); `load` simulated editors against a running
+//! stack (see [`load`]).
 //!
 //! Every allocation goes through [`alloc::CountingAlloc`], so cells can report their heap growth.
 
 mod alloc;
 mod impls;
+mod load;
 mod realtime;
 mod stale;
 mod store;
@@ -37,6 +39,10 @@ enum Command {
     /// Edit-to-other-client latency through the local WebSocket gateway (2, 10, 50 clients),
     /// beside the HTTP round trip of the edit.
     Realtime(realtime::Args),
+    /// Simulated editors typing against a running stack (`scripts/load.sh` starts one with
+    /// release builds): edit and push latency, errors, throughput, database connections, at 1×,
+    /// 2×, 4× the editors until something gives.
+    Load(load::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -44,6 +50,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Traces(args) => traces::run(&args)?,
         Command::Store(args) => store::run(&args)?,
         Command::Realtime(args) => realtime::run(&args)?,
+        Command::Load(args) => load::run(&args)?,
     };
     Ok(if all_matched {
         ExitCode::SUCCESS
