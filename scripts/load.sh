@@ -28,11 +28,6 @@ DEV_RELEASE=1 DEV_IGNORE_CHANGES=1 DEV_CONCURRENCY="${LOAD_CONCURRENCY:-4}" REPL
     DEV_READY_FILE="$ready" COMPACT_AFTER="${COMPACT_AFTER:-2000}" setsid bash scripts/dev.sh >"$DEV/load-dev.log" 2>&1 &
 DEV_PID=$!
 log "waiting for make dev (log: .dev/load-dev.log)"
-for _ in $(seq 900); do
-    [ -s "$ready" ] && break
-    kill -0 "$DEV_PID" 2>/dev/null || { tail -30 "$DEV/load-dev.log" >&2; exit 1; }
-    sleep 1
-done
-[ -s "$ready" ] || { log "make dev did not come up"; exit 1; }
+wait_dev_ready "$ready" "$DEV_PID" "$DEV/load-dev.log" 900
 # shellcheck disable=SC2086
 target/release/bench load --ready "$ready" --database-url "$DATABASE_URL" ${LOAD_ARGS:-}

@@ -96,6 +96,19 @@ wait_http() {
     log "$url does not answer"; return 1
 }
 
+# Waits for a `scripts/dev.sh` started in the background as pid $2 to write its ready file $1
+# (DEV_READY_FILE), for at most $4 seconds (default 600); fails with the tail of its log $3 if it
+# ends first.
+wait_dev_ready() {
+    local ready="$1" pid="$2" devlog="$3" secs="${4:-600}"
+    for _ in $(seq "$((secs * 2))"); do
+        [ -s "$ready" ] && return 0
+        kill -0 "$pid" 2>/dev/null || { tail -30 "$devlog" >&2; return 1; }
+        sleep 0.5
+    done
+    log "make dev did not come up; see $devlog"; return 1
+}
+
 ensure_moto() {
     export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
     export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_REGION:-us-east-1}"

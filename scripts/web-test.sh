@@ -50,12 +50,7 @@ cleanup() {
     stop_started
 }
 trap cleanup EXIT
-for _ in $(seq 1200); do
-    [ -s "$READY" ] && break
-    kill -0 "$DEV_PID" 2>/dev/null || { tail -30 "$DEV/web-test-dev.log" >&2; exit 1; }
-    sleep 0.5
-done
-[ -s "$READY" ] || { log "make dev did not come up; see .dev/web-test-dev.log"; exit 1; }
+wait_dev_ready "$READY" "$DEV_PID" "$DEV/web-test-dev.log" 600
 set -a
 source "$READY"
 set +a
